@@ -1,0 +1,36 @@
+"""zkwarden: a ZooKeeper client for Python that keeps working through faults."""
+
+from __future__ import annotations
+
+from . import errors
+from .types import (
+    ACL,
+    ClientState,
+    ClientStateChange,
+    CreateMode,
+    EventType,
+    Id,
+    KeeperState,
+    Perms,
+    Stat,
+    WatchEvent,
+    WatcherType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ACL",
+    "ClientState",
+    "ClientStateChange",
+    "CreateMode",
+    "EventType",
+    "Id",
+    "KeeperState",
+    "Perms",
+    "Stat",
+    "WatchEvent",
+    "WatcherType",
+    "errors",
+    "__version__",
+)

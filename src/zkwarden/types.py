@@ -1,0 +1,204 @@
+"""Public value types: Stat, ACL, Id, WatchEvent, EventType, ClientState and friends."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from dataclasses import dataclass
+
+__all__ = (
+    "Id",
+    "ACL",
+    "Perms",
+    "Stat",
+    "EventType",
+    "KeeperState",
+    "WatchEvent",
+    "WatcherType",
+    "AddWatchMode",
+    "CreateMode",
+    "ClientState",
+    "ClientStateChange",
+    "OPEN_ACL_UNSAFE",
+    "CREATOR_ALL_ACL",
+    "READ_ACL_UNSAFE",
+    "make_digest_acl",
+    "make_digest_id",
+)
+
+
+class Perms(enum.IntFlag):
+    """ACL permission bits."""
+
+    READ = 1
+    WRITE = 2
+    CREATE = 4
+    DELETE = 8
+    ADMIN = 16
+    ALL = 31
+
+
+@dataclass(frozen=True, slots=True)
+class Id:
+    """An ACL identity: ``scheme`` (world, digest, ip, auth, x509, sasl) and ``id``."""
+
+    scheme: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ACL:
+    """One access-control entry: permission bits for an identity."""
+
+    perms: int
+    id: Id
+
+
+OPEN_ACL_UNSAFE: tuple[ACL, ...] = (ACL(Perms.ALL, Id("world", "anyone")),)
+READ_ACL_UNSAFE: tuple[ACL, ...] = (ACL(Perms.READ, Id("world", "anyone")),)
+CREATOR_ALL_ACL: tuple[ACL, ...] = (ACL(Perms.ALL, Id("auth", "")),)
+
+
+def make_digest_id(user: str, password: str) -> Id:
+    """The ``digest`` identity ZooKeeper derives from ``user:password`` (base64 of sha1)."""
+    raw = hashlib.sha1(f"{user}:{password}".encode()).digest()
+    return Id("digest", f"{user}:{base64.b64encode(raw).decode()}")
+
+
+def make_digest_acl(user: str, password: str, perms: int = Perms.ALL) -> ACL:
+    """An ACL entry granting ``perms`` to the digest user ``user`` with ``password``."""
+    return ACL(int(perms), make_digest_id(user, password))
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """A znode's metadata, as returned by the server (times in milliseconds since epoch)."""
+
+    czxid: int
+    mzxid: int
+    ctime: int
+    mtime: int
+    version: int
+    cversion: int
+    aversion: int
+    ephemeral_owner: int
+    data_length: int
+    num_children: int
+    pzxid: int
+
+    @property
+    def created(self) -> float:
+        """Creation time in seconds since the epoch."""
+        return self.ctime / 1000.0
+
+    @property
+    def last_modified(self) -> float:
+        """Last modification time in seconds since the epoch."""
+        return self.mtime / 1000.0
+
+
+class EventType(enum.IntEnum):
+    """The type of a watch event (values as on the wire)."""
+
+    NONE = -1
+    NODE_CREATED = 1
+    NODE_DELETED = 2
+    NODE_DATA_CHANGED = 3
+    NODE_CHILDREN_CHANGED = 4
+    DATA_WATCH_REMOVED = 5
+    CHILD_WATCH_REMOVED = 6
+    PERSISTENT_WATCH_REMOVED = 7
+
+
+class KeeperState(enum.IntEnum):
+    """The connection state carried by a watch notification (values as on the wire)."""
+
+    DISCONNECTED = 0
+    SYNC_CONNECTED = 3
+    AUTH_FAILED = 4
+    CONNECTED_READ_ONLY = 5
+    SASL_AUTHENTICATED = 6
+    CLOSED = 7
+    EXPIRED = -112
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One watch notification: what happened, to which path (chroot already stripped)."""
+
+    type: EventType
+    state: KeeperState
+    path: str
+    #: zxid of the change on 3.9+ servers; -1 on 3.8 and for events replayed after reconnect.
+    zxid: int = -1
+
+
+class WatcherType(enum.IntEnum):
+    """Watch kinds for remove_watches/check_watches (4 and 5 need ZooKeeper >= 3.9)."""
+
+    CHILDREN = 1
+    DATA = 2
+    ANY = 3
+    PERSISTENT = 4
+    PERSISTENT_RECURSIVE = 5
+
+
+class AddWatchMode(enum.IntEnum):
+    """Modes of the addWatch operation."""
+
+    PERSISTENT = 0
+    PERSISTENT_RECURSIVE = 1
+
+
+class CreateMode(enum.IntEnum):
+    """Create flags as on the wire."""
+
+    PERSISTENT = 0
+    EPHEMERAL = 1
+    PERSISTENT_SEQUENTIAL = 2
+    EPHEMERAL_SEQUENTIAL = 3
+    CONTAINER = 4
+    PERSISTENT_WITH_TTL = 5
+    PERSISTENT_SEQUENTIAL_WITH_TTL = 6
+
+    @classmethod
+    def from_options(
+        cls, *, ephemeral: bool, sequence: bool, container: bool, ttl: bool
+    ) -> CreateMode:
+        """Pick the mode for a combination of create() options (caller validated them)."""
+        if container:
+            return cls.CONTAINER
+        if ttl:
+            return cls.PERSISTENT_SEQUENTIAL_WITH_TTL if sequence else cls.PERSISTENT_WITH_TTL
+        if ephemeral:
+            return cls.EPHEMERAL_SEQUENTIAL if sequence else cls.EPHEMERAL
+        return cls.PERSISTENT_SEQUENTIAL if sequence else cls.PERSISTENT
+
+
+class ClientState(enum.Enum):
+    """What applications act on (see DESIGN section 4)."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    SUSPENDED = "SUSPENDED"
+    LOST = "LOST"
+    READ_ONLY = "READ_ONLY"
+    CLOSED = "CLOSED"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStateChange:
+    """A change of :class:`ClientState`.
+
+    ``session_id`` is the session the state refers to (None before the first session);
+    ``new_session`` is True on the first CONNECTED/READ_ONLY of a session that replaced
+    an earlier one (or the very first session).
+    """
+
+    state: ClientState
+    previous: ClientState
+    session_id: int | None
+    new_session: bool = False
+    #: For LOST: True when a server confirmed the expiry, False when presumed.
+    confirmed: bool = False
