@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import errors
+from ._aio.client import AsyncClient
 from .types import (
     ACL,
     ClientState,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "ACL",
+    "AsyncClient",
     "ClientState",
     "ClientStateChange",
     "CreateMode",

@@ -15,6 +15,7 @@ __all__ = (
     "ClientError",
     "InvalidPathError",
     "ConfigurationError",
+    "InvalidArgumentError",
     "ClientClosedError",
     "ForkedClientError",
     "DataTooLargeError",
@@ -75,6 +76,10 @@ class ClientError(ZooKeeperError):
 
 class InvalidPathError(ClientError, ValueError):
     """A znode path that ZooKeeper would reject (checked before anything is sent)."""
+
+
+class InvalidArgumentError(ClientError, TypeError, ValueError):
+    """An argument of the wrong type or value (data not bytes, bad option combination)."""
 
 
 class ConfigurationError(ClientError, ValueError):

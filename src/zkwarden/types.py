@@ -125,13 +125,32 @@ class KeeperState(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
-    """One watch notification: what happened, to which path (chroot already stripped)."""
+    """One watch notification: what happened, to which path (chroot already stripped).
+
+    Streams from ``watch()`` start with an event of type ``NONE`` holding the current
+    state, and every later event carries the state read in the same request that re-armed
+    the watch. Persistent streams from ``add_watch()`` yield ``NONE`` when the watch is
+    (re-)armed: after a reconnect, changes made meanwhile are not replayed by the server,
+    so a consumer that keeps state re-reads it then.
+    """
 
     type: EventType
     state: KeeperState
     path: str
     #: zxid of the change on 3.9+ servers; -1 on 3.8 and for events replayed after reconnect.
     zxid: int = -1
+    #: For ``watch(kind="data")``: the node's data read when the watch was re-armed
+    #: (None while the node does not exist).
+    data: bytes | None = None
+    #: For ``watch()`` streams: the node's Stat read when re-arming (None: no such node).
+    stat: Stat | None = None
+    #: For ``watch(kind="children")``: the child names read when re-arming.
+    children: tuple[str, ...] | None = None
+
+    @property
+    def exists(self) -> bool:
+        """For ``watch()`` streams: whether the node existed when the watch was re-armed."""
+        return self.stat is not None
 
 
 class WatcherType(enum.IntEnum):

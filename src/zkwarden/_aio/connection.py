@@ -1,0 +1,165 @@
+"""One disposable connection to one server: handshake, reader, batched writer, pinger.
+
+A :class:`Connection` never outlives its socket and never reconnects; the client's
+supervisor makes a new one. Frames after the handshake are handed to the owner
+synchronously from ``data_received`` (no task per frame), and writes issued during one
+event-loop iteration go out in one ``write`` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from ..errors import ConnectionLossError, ProtocolError, ZooKeeperError
+from ..hosts import HostPort
+from ..protocol.framing import FrameDecoder
+
+__all__ = ("Connection", "ConnectionOwner")
+
+log = logging.getLogger("zkwarden.connection")
+
+
+class ConnectionOwner(Protocol):
+    def on_frame(self, conn: Connection, payload: bytes) -> None: ...
+
+    def on_timer(self, conn: Connection) -> None: ...
+
+    def on_connection_lost(self, conn: Connection, reason: BaseException) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """The asyncio protocol for one server connection."""
+
+    def __init__(self, owner: ConnectionOwner, host: HostPort, max_receive: int) -> None:
+        self._owner = owner
+        self.host = host
+        self._decoder = FrameDecoder(max_receive)
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._first_frame: asyncio.Future[bytes] = self._loop.create_future()
+        self._early: list[bytes] = []
+        self._active = False
+        self.closed: asyncio.Future[BaseException] = self._loop.create_future()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._abort_reason: BaseException | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+            for payload in frames:
+                if not self._first_frame.done():
+                    self._first_frame.set_result(payload)
+                elif not self._active:
+                    self._early.append(payload)
+                else:
+                    self._owner.on_frame(self, payload)
+        except ProtocolError as exc:
+            log.warning("protocol error from %s: %s; dropping the connection", self.host, exc)
+            self.abort(exc)
+
+    def eof_received(self) -> bool | None:
+        # The server closed its side: that is a disconnect now, not after a read timeout.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reason: BaseException = self._abort_reason or ConnectionLossError(
+            f"connection to {self.host} lost" + (f": {exc}" if exc else "")
+        )
+        if not self._first_frame.done():
+            self._first_frame.set_exception(
+                reason if isinstance(reason, ZooKeeperError) else ConnectionLossError(str(reason))
+            )
+            # Nobody may be awaiting it any more; mark retrieved to avoid a warning.
+            self._first_frame.exception()
+        if not self.closed.done():
+            self.closed.set_result(reason)
+        if self._active:
+            self._active = False
+            self._owner.on_connection_lost(self, reason)
+
+    # --- used by the client ----------------------------------------------------------
+
+    async def first_frame(self, timeout: float) -> bytes:
+        """The server's ConnectResponse payload.
+
+        Raises:
+            ConnectionLossError: closed or timed out before it arrived.
+            ProtocolError: malformed framing.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._first_frame)
+        except TimeoutError as exc:
+            raise ConnectionLossError(
+                f"no handshake reply from {self.host} within {timeout:.2f}s"
+            ) from exc
+
+    def activate(self) -> None:
+        """Start handing frames to the owner (after a successful handshake)."""
+        self._active = True
+        early, self._early = self._early, []
+        try:
+            for payload in early:
+                self._owner.on_frame(self, payload)
+        except ProtocolError as exc:
+            self.abort(exc)
+            return
+        if self.closed.done():
+            # Lost between the handshake and now: tell the owner once.
+            self._active = False
+            self._owner.on_connection_lost(self, self.closed.result())
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def write_now(self, data: bytes) -> None:
+        self._out.append(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def schedule_timer(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        if self._active:
+            self._owner.on_timer(self)
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Drop the connection at once (RST); the owner hears it via connection_lost."""
+        if reason is not None and self._abort_reason is None:
+            self._abort_reason = (
+                reason
+                if isinstance(reason, ConnectionLossError)
+                else ConnectionLossError(f"connection to {self.host} dropped: {reason}")
+            )
+        if self.transport is not None:
+            self.transport.abort()
+        elif not self.closed.done():
+            self.connection_lost(None)

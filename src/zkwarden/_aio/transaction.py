@@ -1,0 +1,123 @@
+"""Transactions (multi): collect operations, commit atomically, report per-op results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import paths as _paths
+from ..errors import (
+    ClientClosedError,
+    InvalidArgumentError,
+    RuntimeInconsistencyError,
+    TransactionError,
+    ZooKeeperError,
+)
+from ..protocol import ops
+from ..types import ACL, OPEN_ACL_UNSAFE, CreateMode
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+__all__ = ("Transaction",)
+
+
+class Transaction:
+    """Operations committed atomically with one multi request.
+
+    Results, in order: created path for create, Stat for set, True for delete and check.
+    """
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._requests: list[ops.Request] = []
+        self._paths: list[str] = []
+        self.committed = False
+        self.results: list[Any] | None = None
+
+    def _add(self, request: ops.Request, path: str) -> Transaction:
+        if self.committed:
+            raise InvalidArgumentError("transaction already committed")
+        self._requests.append(request)
+        self._paths.append(path)
+        return self
+
+    def create(
+        self,
+        path: str,
+        data: bytes = b"",
+        *,
+        ephemeral: bool = False,
+        sequence: bool = False,
+        container: bool = False,
+        ttl: float | None = None,
+        acl: Sequence[ACL] | None = None,
+    ) -> Transaction:
+        """Add a create. Raises InvalidPathError / InvalidArgumentError at once."""
+        client = self._client
+        data = client._check_data(data)
+        server_path = client._server_path(path, sequential=sequence)
+        mode = CreateMode.from_options(
+            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl is not None
+        )
+        acl_t = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
+        request: ops.Request
+        if ttl is not None:
+            request = ops.CreateTTL(server_path, data, acl_t, mode, max(1, int(ttl * 1000)))
+        elif container:
+            request = ops.CreateContainer(server_path, data, acl_t, mode)
+        else:
+            request = ops.Create(server_path, data, acl_t, mode)
+        return self._add(request, path)
+
+    def set(self, path: str, data: bytes, version: int = -1) -> Transaction:
+        """Add a setData. Raises InvalidPathError / InvalidArgumentError at once."""
+        data = self._client._check_data(data)
+        return self._add(ops.SetData(self._client._server_path(path), data, version), path)
+
+    def delete(self, path: str, version: int = -1) -> Transaction:
+        """Add a delete. Raises InvalidPathError at once."""
+        return self._add(ops.Delete(self._client._server_path(path), version), path)
+
+    def check(self, path: str, version: int) -> Transaction:
+        """Add a version check: the transaction fails unless the node has ``version``."""
+        return self._add(ops.CheckVersion(self._client._server_path(path), version), path)
+
+    async def commit(self) -> list[Any]:
+        """Send the transaction; return the per-operation results.
+
+        Raises:
+            TransactionError: nothing was applied; ``results`` per op, ``failed_index``.
+            ConnectionLossError, SessionExpiredError, ClientClosedError.
+        """
+        if self.committed:
+            raise InvalidArgumentError("transaction already committed")
+        self.committed = True
+        if self._client.closed:
+            raise ClientClosedError("client is closed")
+        raw = await self._client._multi(self._requests, self._paths[0] if self._paths else "/")
+        chroot = self._client.chroot
+        results: list[Any] = []
+        failed = -1
+        for i, item in enumerate(raw):
+            if isinstance(item, ZooKeeperError):
+                if hasattr(item, "path") and item.path is None:
+                    item.path = self._paths[i] if i < len(self._paths) else None
+                if failed < 0 and not isinstance(item, RuntimeInconsistencyError):
+                    failed = i
+                results.append(item)
+            elif isinstance(item, str):
+                results.append(_paths.strip_chroot(chroot, item))
+            else:
+                results.append(item)
+        self.results = results
+        if failed >= 0:
+            raise TransactionError(results, failed)
+        return results
+
+    async def __aenter__(self) -> Transaction:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None and not self.committed:
+            await self.commit()

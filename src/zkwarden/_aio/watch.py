@@ -1,0 +1,267 @@
+"""Watch streams: async iterators over watch events that never end silently (rule 1).
+
+``WatchStream`` wraps one-shot watches: the first item is the current state, and every
+later item comes from a read that re-arms the watch in the same request (rule 2), so a
+burst of changes may be coalesced but the stream always ends on the latest value.
+``PersistentWatchStream`` wraps addWatch. Both end with exactly one exception
+(SessionExpiredError or ClientClosedError), then StopAsyncIteration forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import (
+    ClientClosedError,
+    ConnectionLossError,
+    NoNodeError,
+    SessionExpiredError,
+    ZooKeeperError,
+)
+from ..protocol import ops
+from ..protocol.ops import WatchKind
+from ..types import EventType, KeeperState, Stat, WatcherType, WatchEvent
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+__all__ = ("Subscriber", "WatchStream", "PersistentWatchStream")
+
+log = logging.getLogger("zkwarden.watch")
+
+_ONE_SHOT_KINDS = (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD)
+
+
+class Subscriber(Protocol):
+    path: str
+
+    def deliver(self, event: WatchEvent) -> None: ...
+
+    def end(self, exc: ZooKeeperError) -> None: ...
+
+    def reconnected(self) -> None: ...
+
+
+class _StreamBase:
+    def __init__(self, client: AsyncClient, path: str) -> None:
+        self._client = client
+        self.path = path
+        self._wakeup = asyncio.Event()
+        self._error: ZooKeeperError | None = None
+        self._finished = False
+        self._registered = False
+
+    def _register(self) -> None:
+        if not self._registered:
+            self._client._register(self)  # type: ignore[arg-type]
+            self._registered = True
+
+    def end(self, exc: ZooKeeperError) -> None:
+        if self._error is None and not self._finished:
+            self._error = exc
+        self._wakeup.set()
+
+    def _raise_end(self) -> None:
+        """Raise the ending exception once, then StopAsyncIteration forever."""
+        if self._finished:
+            raise StopAsyncIteration
+        if self._error is not None:
+            self._finished = True
+            self._unregister()
+            raise self._error
+
+    def _unregister(self) -> None:
+        self._client._unregister(self, list(WatchKind))  # type: ignore[arg-type]
+
+    def __aiter__(self) -> _StreamBase:
+        return self
+
+    @property
+    def ended(self) -> bool:
+        return self._finished or self._error is not None
+
+
+class WatchStream(_StreamBase):
+    """``async for event in zk.watch(path, kind)``; see :meth:`AsyncClient.watch`."""
+
+    def __init__(self, client: AsyncClient, path: str, kind: str) -> None:
+        super().__init__(client, path)
+        self.kind = kind
+        self._started = False
+        self._fired: WatchEvent | None = None
+
+    # Subscriber
+    def deliver(self, event: WatchEvent) -> None:
+        self._fired = event
+        self._wakeup.set()
+
+    def reconnected(self) -> None:
+        # SetWatches restores the server-side watch and replays what changed; nothing to do.
+        pass
+
+    async def __anext__(self) -> WatchEvent:
+        self._raise_end()
+        if not self._started:
+            self._started = True
+            self._register()
+            return await self._read(EventType.NONE, KeeperState.SYNC_CONNECTED, -1)
+        while self._fired is None:
+            self._raise_end()
+            self._wakeup.clear()
+            if self._fired is None and self._error is None:
+                await self._wakeup.wait()
+        fired, self._fired = self._fired, None
+        return await self._read(fired.type, fired.state, fired.zxid)
+
+    async def _read(self, etype: EventType, state: KeeperState, zxid: int) -> WatchEvent:
+        client = self._client
+        server_path = client._server_path_unchecked(self.path)
+        while True:
+            self._raise_end()
+            try:
+                if self.kind == "exists":
+                    stat = await client.exists_watched(server_path, self.path, self)
+                    return WatchEvent(etype, state, self.path, zxid, stat=stat)
+                if self.kind == "data":
+                    data, stat = await client._watched_call(
+                        ops.GetData(server_path, True), self.path, self
+                    )
+                    return WatchEvent(etype, state, self.path, zxid, data=data, stat=stat)
+                children, stat = await client._watched_call(
+                    ops.GetChildren2(server_path, True), self.path, self
+                )
+                return WatchEvent(etype, state, self.path, zxid, children=tuple(children),
+                                  stat=stat)
+            except NoNodeError:
+                # Absent node: arm an exists watch instead, so creation wakes us. If it
+                # appeared in between, read it again.
+                try:
+                    stat = await client.exists_watched(server_path, self.path, self)
+                except (ConnectionLossError, SessionExpiredError, ClientClosedError) as exc:
+                    await self._on_read_error(exc)
+                    continue
+                if stat is None:
+                    return WatchEvent(etype, state, self.path, zxid)
+            except (ConnectionLossError, SessionExpiredError, ClientClosedError) as exc:
+                await self._on_read_error(exc)
+
+    async def _on_read_error(self, exc: ZooKeeperError) -> None:
+        if isinstance(exc, (SessionExpiredError, ClientClosedError)):
+            self.end(exc)
+            self._raise_end()
+        # Connection loss: the watch was not armed; wait for the session to come back and
+        # read again (waiting raises if the session ends or the client closes).
+        try:
+            await self._client._wait_connected()
+        except ConnectionLossError:
+            await asyncio.sleep(0.05)
+        except (ClientClosedError, SessionExpiredError) as end_exc:
+            self.end(end_exc)
+            self._raise_end()
+
+    async def aclose(self) -> None:
+        """Stop the stream; later iteration raises StopAsyncIteration."""
+        self._finished = True
+        self._unregister()
+        self._wakeup.set()
+
+
+class PersistentWatchStream(_StreamBase):
+    """``async for event in zk.add_watch(path)``; see :meth:`AsyncClient.add_watch`."""
+
+    def __init__(self, client: AsyncClient, path: str, recursive: bool) -> None:
+        super().__init__(client, path)
+        self.recursive = recursive
+        self.kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
+        self._queue: deque[WatchEvent] = deque()
+        self._armed = False
+
+    def deliver(self, event: WatchEvent) -> None:
+        self._queue.append(event)
+        self._wakeup.set()
+
+    def reconnected(self) -> None:
+        # The server re-registers persistent watches without replaying missed changes.
+        self._queue.append(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
+        self._wakeup.set()
+
+    async def arm(self) -> PersistentWatchStream:
+        """Register the watch on the server (idempotent).
+
+        Raises:
+            ConnectionLossError, SessionExpiredError, ClientClosedError, NoAuthError.
+        """
+        if self._armed:
+            return self
+        self._register()
+        client = self._client
+        await client._watched_call(
+            ops.AddWatch(client._server_path_unchecked(self.path),
+                         1 if self.recursive else 0),
+            self.path, self,
+        )
+        self._armed = True
+        self._queue.appendleft(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
+        return self
+
+    def __await__(self) -> Generator[Any, None, PersistentWatchStream]:
+        return self.arm().__await__()
+
+    async def __anext__(self) -> WatchEvent:
+        if not self._armed and not self.ended:
+            while True:
+                try:
+                    await self.arm()
+                    break
+                except ConnectionLossError:
+                    try:
+                        await self._client._wait_connected()
+                    except ConnectionLossError:
+                        continue
+                    except (ClientClosedError, SessionExpiredError) as exc:
+                        self.end(exc)
+                        break
+                except (ClientClosedError, SessionExpiredError) as exc:
+                    self.end(exc)
+                    break
+        while True:
+            if self._finished:
+                raise StopAsyncIteration
+            if self._queue:
+                return self._queue.popleft()
+            self._raise_end()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def aclose(self) -> None:
+        """Stop the stream and remove the watch from the server when it was the last one."""
+        if self._finished:
+            return
+        self._finished = True
+        self._wakeup.set()
+        client = self._client
+        last = client._unregister(self, [self.kind])
+        if not (last and self._armed and client.connected):
+            return
+        watcher_type = (WatcherType.PERSISTENT_RECURSIVE if self.recursive
+                        else WatcherType.PERSISTENT)
+        try:
+            await client.remove_watches(self.path, watcher_type)
+        except ZooKeeperError as exc:
+            # ZooKeeper < 3.9 knows only Children/Data/Any; Any would also drop one-shot
+            # watches of other streams on this path, so use it only when there are none.
+            if client._has_one_shot_watchers(self.path):
+                log.debug("persistent watch on %s left to the session: %s", self.path, exc)
+                return
+            try:
+                await client.remove_watches(self.path, WatcherType.ANY)
+            except ZooKeeperError as exc2:
+                log.debug("could not remove watch on %s: %s", self.path, exc2)
+
+
+def _stat_or_none(value: Any) -> Stat | None:
+    return value if isinstance(value, Stat) else None

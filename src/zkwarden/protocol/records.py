@@ -1,0 +1,208 @@
+"""Records named as in ``zookeeper.jute``: headers, handshake, Stat, ACL, WatcherEvent.
+
+Each record has ``write(w)`` (or ``encode()``) and a ``read(r)`` classmethod/function.
+Field orders follow the jute file exactly; see ``reference/zk_protocol.md`` section 5.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import ProtocolError
+from ..types import ACL, EventType, Id, KeeperState, Stat
+from .jute import Reader, Writer
+
+__all__ = (
+    "ConnectRequest",
+    "ConnectResponse",
+    "ReplyHeader",
+    "MultiHeader",
+    "ClientInfo",
+    "WatcherEvent",
+    "request_header",
+    "read_reply_header",
+    "read_stat",
+    "write_stat",
+    "read_acl",
+    "write_acl",
+    "read_watcher_event",
+    "STAT_SIZE",
+    "REPLY_HEADER_SIZE",
+)
+
+_STAT = struct.Struct(">qqqqiiiqiiq")
+STAT_SIZE = _STAT.size  # 68
+_REPLY_HEADER = struct.Struct(">iqi")
+REPLY_HEADER_SIZE = _REPLY_HEADER.size  # 16
+_REQUEST_HEADER = struct.Struct(">ii")
+
+
+def request_header(xid: int, opcode: int) -> bytes:
+    """RequestHeader: ``int xid, int type``."""
+    return _REQUEST_HEADER.pack(xid, opcode)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyHeader:
+    """ReplyHeader: ``int xid, long zxid, int err``."""
+
+    xid: int
+    zxid: int
+    err: int
+
+
+def read_reply_header(r: Reader) -> ReplyHeader:
+    start = r._need(REPLY_HEADER_SIZE)
+    xid, zxid, err = _REPLY_HEADER.unpack_from(r.data, start)
+    return ReplyHeader(xid, zxid, err)
+
+
+def read_stat(r: Reader) -> Stat:
+    start = r._need(STAT_SIZE)
+    return Stat(*_STAT.unpack_from(r.data, start))
+
+
+def write_stat(w: Writer, s: Stat) -> None:
+    w.buf += _STAT.pack(
+        s.czxid, s.mzxid, s.ctime, s.mtime, s.version, s.cversion, s.aversion,
+        s.ephemeral_owner, s.data_length, s.num_children, s.pzxid,
+    )
+
+
+def write_acl(w: Writer, acl: ACL) -> None:
+    w.int(int(acl.perms))
+    w.ustring(acl.id.scheme)
+    w.ustring(acl.id.id)
+
+
+def read_acl(r: Reader) -> ACL:
+    perms = r.int()
+    scheme = r.string()
+    ident = r.string()
+    return ACL(perms, Id(scheme, ident))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """The client's first frame (no RequestHeader). ``read_only`` is the trailing byte."""
+
+    protocol_version: int
+    last_zxid_seen: int
+    timeout_ms: int
+    session_id: int
+    password: bytes
+    read_only: bool
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.int(self.protocol_version)
+        w.long(self.last_zxid_seen)
+        w.int(self.timeout_ms)
+        w.long(self.session_id)
+        w.buffer(self.password)
+        w.bool(self.read_only)
+        return w.getvalue()
+
+    @classmethod
+    def read(cls, r: Reader) -> ConnectRequest:
+        version = r.int()
+        zxid = r.long()
+        timeout = r.int()
+        session = r.long()
+        password = r.buffer() or b""
+        read_only = r.bool() if r.remaining() else False
+        return cls(version, zxid, timeout, session, password, read_only)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResponse:
+    """The server's first frame (no ReplyHeader). ``timeout_ms == 0`` means expired."""
+
+    protocol_version: int
+    timeout_ms: int
+    session_id: int
+    password: bytes
+    read_only: bool
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.int(self.protocol_version)
+        w.int(self.timeout_ms)
+        w.long(self.session_id)
+        w.buffer(self.password)
+        w.bool(self.read_only)
+        return w.getvalue()
+
+    @classmethod
+    def read(cls, r: Reader) -> ConnectResponse:
+        version = r.int()
+        timeout = r.int()
+        session = r.long()
+        password = r.buffer() or b""
+        # The readOnly byte is sent only when the request carried one; tolerate both.
+        read_only = r.bool() if r.remaining() else False
+        return cls(version, timeout, session, password, read_only)
+
+
+@dataclass(frozen=True, slots=True)
+class MultiHeader:
+    """MultiHeader: ``int type, boolean done, int err`` (one per op in multi)."""
+
+    type: int
+    done: bool
+    err: int
+
+    def write(self, w: Writer) -> None:
+        w.int(self.type)
+        w.bool(self.done)
+        w.int(self.err)
+
+    @classmethod
+    def read(cls, r: Reader) -> MultiHeader:
+        op_type = r.int()
+        done = r.bool()
+        err = r.int()
+        return cls(op_type, done, err)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """One identity of the connection, as returned by whoAmI."""
+
+    auth_scheme: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherEvent:
+    """WatcherEvent: ``int type, int state, ustring path`` (server path, with chroot)."""
+
+    type: int
+    state: int
+    path: str
+
+    def write(self, w: Writer) -> None:
+        w.int(self.type)
+        w.int(self.state)
+        w.ustring(self.path)
+
+
+def read_watcher_event(r: Reader) -> WatcherEvent:
+    op_type, state = r.int_pair()
+    path = r.string()
+    return WatcherEvent(op_type, state, path)
+
+
+def event_type(value: int) -> EventType:
+    try:
+        return EventType(value)
+    except ValueError as exc:
+        raise ProtocolError(f"unknown watch event type {value}") from exc
+
+
+def keeper_state(value: int) -> KeeperState:
+    try:
+        return KeeperState(value)
+    except ValueError as exc:
+        raise ProtocolError(f"unknown keeper state {value}") from exc

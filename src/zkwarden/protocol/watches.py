@@ -1,0 +1,160 @@
+"""The client-side watch registry, and the SetWatches frames that restore it.
+
+Watchers are opaque objects (the I/O layer decides what they are). The registry maps
+server paths to watchers per table, answers "which watchers does this event fire" (with
+the rules of the Java client's ZKWatchManager), removes one-shot watchers when they fire,
+and builds SetWatches/SetWatches2 requests after a reconnect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from ..types import EventType
+from .ops import Request, SetWatches, SetWatches2, WatchKind
+
+__all__ = ("WatchRegistry", "SET_WATCHES_MAX_BYTES")
+
+W = TypeVar("W")
+
+#: The Java client's SET_WATCHES_MAX_LENGTH: batches stay under 128 KiB of paths.
+SET_WATCHES_MAX_BYTES = 128 * 1024
+
+# Which tables an event fires (one-shot tables lose the watcher when fired).
+_FIRES: dict[EventType, tuple[WatchKind, ...]] = {
+    EventType.NODE_CREATED: (WatchKind.DATA, WatchKind.EXIST),
+    EventType.NODE_DATA_CHANGED: (WatchKind.DATA, WatchKind.EXIST),
+    EventType.NODE_CHILDREN_CHANGED: (WatchKind.CHILD,),
+    EventType.NODE_DELETED: (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD),
+}
+_ONE_SHOT = (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD)
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """``/a/b/c`` → ``/a/b/c``, ``/a/b``, ``/a``, ``/``."""
+    yield path
+    while path != "/":
+        path = path.rpartition("/")[0] or "/"
+        yield path
+
+
+class WatchRegistry(Generic[W]):
+    """Watchers per (kind, server path). Not thread-safe: owned by the event loop."""
+
+    def __init__(self) -> None:
+        self._tables: dict[WatchKind, dict[str, list[W]]] = {k: {} for k in WatchKind}
+
+    def add(self, kind: WatchKind, path: str, watcher: W) -> None:
+        watchers = self._tables[kind].setdefault(path, [])
+        if watcher not in watchers:
+            watchers.append(watcher)
+
+    def remove(self, kind: WatchKind, path: str, watcher: W) -> bool:
+        """Forget one watcher; True when no watcher of that kind is left on the path."""
+        table = self._tables[kind]
+        watchers = table.get(path)
+        if watchers is None:
+            return True
+        if watcher in watchers:
+            watchers.remove(watcher)
+        if not watchers:
+            del table[path]
+            return True
+        return False
+
+    def has(self, kind: WatchKind, path: str) -> bool:
+        return path in self._tables[kind]
+
+    def fire(self, event_type: EventType, path: str) -> list[W]:
+        """Return the watchers an event fires; one-shot ones are removed."""
+        fired: list[W] = []
+        for kind in _FIRES.get(event_type, ()):
+            watchers = self._tables[kind].pop(path, None)
+            if watchers:
+                fired.extend(w for w in watchers if w not in fired)
+        persistent = self._tables[WatchKind.PERSISTENT].get(path)
+        if persistent:
+            fired.extend(w for w in persistent if w not in fired)
+        recursive_table = self._tables[WatchKind.PERSISTENT_RECURSIVE]
+        # Recursive watches never get NodeChildrenChanged (the server does not send it
+        # to them; a same-path persistent watch may still trigger one).
+        if recursive_table and event_type != EventType.NODE_CHILDREN_CHANGED:
+            for ancestor in _ancestors(path):
+                for w in recursive_table.get(ancestor, ()):
+                    if w not in fired:
+                        fired.append(w)
+        return fired
+
+    def all_watchers(self) -> list[W]:
+        seen: list[W] = []
+        for table in self._tables.values():
+            for watchers in table.values():
+                for w in watchers:
+                    if w not in seen:
+                        seen.append(w)
+        return seen
+
+    def clear(self) -> list[W]:
+        """Drop everything (session expired or client closed); return who was watching."""
+        watchers = self.all_watchers()
+        for table in self._tables.values():
+            table.clear()
+        return watchers
+
+    def paths(self, kind: WatchKind) -> list[str]:
+        return list(self._tables[kind])
+
+    def count(self) -> int:
+        return sum(len(t) for t in self._tables.values())
+
+    def set_watches_requests(self, relative_zxid: int) -> list[Request]:
+        """Requests restoring every watch, batched under SET_WATCHES_MAX_BYTES of paths.
+
+        Uses SetWatches (101) when there are no persistent watches, so servers older than
+        3.6 keep working; SetWatches2 (105) otherwise.
+        """
+        kinds = list(WatchKind)
+        pending = {k: self.paths(k) for k in kinds}
+        has_persistent = bool(pending[WatchKind.PERSISTENT]) or bool(
+            pending[WatchKind.PERSISTENT_RECURSIVE]
+        )
+        requests: list[Request] = []
+        while any(pending.values()):
+            batch: dict[WatchKind, list[str]] = {k: [] for k in kinds}
+            size = 0
+            for k in kinds:
+                src = pending[k]
+                while src and size + len(src[-1]) <= SET_WATCHES_MAX_BYTES:
+                    p = src.pop()
+                    size += len(p)
+                    batch[k].append(p)
+                if src and size > 0:
+                    break
+                if src:  # a single path bigger than the limit: send it alone
+                    batch[k].append(src.pop())
+                    break
+            if has_persistent:
+                requests.append(
+                    SetWatches2(
+                        relative_zxid,
+                        batch[WatchKind.DATA],
+                        batch[WatchKind.EXIST],
+                        batch[WatchKind.CHILD],
+                        batch[WatchKind.PERSISTENT],
+                        batch[WatchKind.PERSISTENT_RECURSIVE],
+                    )
+                )
+            else:
+                requests.append(
+                    SetWatches(
+                        relative_zxid,
+                        batch[WatchKind.DATA],
+                        batch[WatchKind.EXIST],
+                        batch[WatchKind.CHILD],
+                    )
+                )
+        return requests
+
+    def is_one_shot(self, kind: WatchKind) -> bool:
+        return kind in _ONE_SHOT
