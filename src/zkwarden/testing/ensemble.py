@@ -1,0 +1,239 @@
+"""A real ZooKeeper quorum on loopback ports, for tests.
+
+Each member is a :class:`~zkwarden.testing.server.ZooKeeperServer` (one code path writes
+``zoo.cfg``, starts the JVM and waits for it); this module only adds the quorum settings
+(``server.N`` lines, ``myid``, initLimit/syncLimit) and the questions one asks of a quorum:
+who leads, is there a quorum, take this member down, bring it back.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+from zkwarden.errors import ConfigurationError
+
+from ._errors import FourLetterWordError, QuorumError
+from ._process import LOOPBACK, free_port
+from .server import ZooKeeperServer
+
+__all__ = ("ZooKeeperEnsemble",)
+
+
+class ZooKeeperEnsemble:
+    """``size`` real ZooKeeper servers forming one quorum on 127.0.0.1.
+
+    Members are indexed from 0 (their ZooKeeper ``myid`` is index + 1).  Each member has
+    its own client, quorum and election port, all free loopback ports, and keeps its data
+    across :meth:`stop_member`/:meth:`start_member` until :meth:`stop`.
+
+    ``init_limit`` and ``sync_limit`` are in seconds (converted to ticks) and generous so a
+    loaded 2-core machine does not drop followers.  Other options are passed to every
+    member, as for :class:`ZooKeeperServer`.  Usable as a context manager.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        tick_time: float = 0.1,
+        init_limit: float = 10.0,
+        sync_limit: float = 5.0,
+        min_session_timeout: float | None = None,
+        max_session_timeout: float | None = None,
+        four_letter_words: str | Sequence[str] = "*",
+        extended_types: bool = True,
+        read_only_mode: bool = False,
+        jvm_heap: str = "128m",
+        extra_config: Mapping[str, str] | None = None,
+        force_sync: bool = False,
+    ) -> None:
+        """Configure the ensemble; nothing starts until :meth:`start`.
+
+        Raises:
+            ConfigurationError: ``size`` < 1, or another option is out of range.
+        """
+        if size < 1:
+            raise ConfigurationError(f"an ensemble needs at least one member, got {size}")
+        if init_limit <= 0 or sync_limit <= 0:
+            raise ConfigurationError("init_limit and sync_limit must be positive")
+        self.size = size
+        self._lock = threading.RLock()
+        client_ports = [free_port() for _ in range(size)]
+        peer_ports = [(free_port(), free_port()) for _ in range(size)]
+        quorum_config = {
+            f"server.{i + 1}": f"{LOOPBACK}:{quorum}:{election}"
+            for i, (quorum, election) in enumerate(peer_ports)
+        }
+        quorum_config["initLimit"] = str(math.ceil(init_limit / tick_time))
+        quorum_config["syncLimit"] = str(math.ceil(sync_limit / tick_time))
+        # A peer that is down refuses connections at once on loopback; do not wait the
+        # default 5 s connect timeout for one that hangs.
+        quorum_config["cnxTimeout"] = "2000"
+        quorum_config.update(extra_config or {})
+        self._members = [
+            ZooKeeperServer(
+                tick_time=tick_time,
+                min_session_timeout=min_session_timeout,
+                max_session_timeout=max_session_timeout,
+                four_letter_words=four_letter_words,
+                extended_types=extended_types,
+                port=client_ports[i],
+                read_only_mode=read_only_mode,
+                jvm_heap=jvm_heap,
+                extra_config=quorum_config,
+                force_sync=force_sync,
+                server_id=i + 1,
+            )
+            for i in range(size)
+        ]
+
+    # -- addresses ------------------------------------------------------------------------
+
+    @property
+    def members(self) -> list[ZooKeeperServer]:
+        """The member servers, by index (a copy of the list; the servers are live)."""
+        return list(self._members)
+
+    @property
+    def connect_string(self) -> str:
+        """All members, comma-separated: ``"127.0.0.1:P1,127.0.0.1:P2,..."``."""
+        return ",".join(m.connect_string for m in self._members)
+
+    def member_connect_string(self, index: int) -> str:
+        """The connect string of member ``index`` alone.
+
+        Raises:
+            IndexError: no such member.
+        """
+        return self._members[index].connect_string
+
+    def __repr__(self) -> str:
+        return f"<ZooKeeperEnsemble size={self.size} {self.connect_string}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> ZooKeeperEnsemble:
+        """Start every member and wait until they form a quorum with one leader.
+
+        Raises:
+            ZooKeeperNotFoundError: no Java or no ZooKeeper jars.
+            ServerStartError: a member JVM exited or never served.
+            QuorumError: no quorum within ``timeout`` seconds.
+        """
+        with self._lock:
+            # Launch all first: no member serves before a majority is up to elect a leader.
+            for member in self._members:
+                member.start(wait=False)
+            try:
+                self.wait_for_quorum(timeout)
+            except BaseException:
+                self.stop()
+                raise
+            return self
+
+    def stop(self) -> None:
+        """Stop every member and delete all the ensemble's files.  Idempotent."""
+        with self._lock:
+            for member in self._members:
+                member.stop()
+
+    def stop_member(self, index: int) -> None:
+        """Stop member ``index`` gracefully; its data is kept for :meth:`start_member`.
+
+        Raises:
+            IndexError: no such member.
+        """
+        self._members[index].stop(cleanup=False)
+
+    def kill_member(self, index: int) -> None:
+        """SIGKILL member ``index`` (a crash); its data is kept.
+
+        Raises:
+            IndexError: no such member.
+        """
+        self._members[index].kill()
+
+    def start_member(self, index: int, timeout: float = 30.0, *, wait: bool = True) -> None:
+        """Start member ``index`` again and, with ``wait``, wait until it serves (which
+        needs a quorum of running members).
+
+        Raises:
+            IndexError: no such member.
+            ServerStartError: the member did not serve within ``timeout`` seconds.
+        """
+        self._members[index].start(timeout, wait=wait)
+
+    def restart_member(self, index: int, timeout: float = 30.0) -> None:
+        """Restart member ``index`` gracefully, with its data, and wait until it serves.
+
+        Raises:
+            IndexError: no such member.
+            ServerStartError: the member did not serve within ``timeout`` seconds.
+        """
+        self._members[index].restart(timeout)
+
+    def __enter__(self) -> ZooKeeperEnsemble:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- quorum state ---------------------------------------------------------------------
+
+    def modes(self) -> dict[int, str]:
+        """``srvr`` Mode of each running member that answers (leader, follower …)."""
+        result: dict[int, str] = {}
+        for index, member in enumerate(self._members):
+            if not member.running:
+                continue
+            try:
+                result[index] = member.mode()
+            except FourLetterWordError:
+                continue
+        return result
+
+    def leader(self, timeout: float = 10.0) -> int:
+        """Index of the member that is leader, waiting up to ``timeout`` seconds for one.
+
+        Raises:
+            QuorumError: no leader within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            modes = self.modes()
+            leaders = [i for i, mode in modes.items() if mode == "leader"]
+            if len(leaders) == 1:
+                return leaders[0]
+            if time.monotonic() >= deadline:
+                raise QuorumError(f"no single leader after {timeout}s: modes {modes}")
+            time.sleep(0.05)
+
+    def wait_for_quorum(self, timeout: float = 30.0) -> int:
+        """Wait until every running member serves (leader or follower) and exactly one
+        leads; return the leader's index.
+
+        Raises:
+            QuorumError: not so within ``timeout`` seconds (the message lists each mode).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            running = [i for i, m in enumerate(self._members) if m.running]
+            modes = self.modes()
+            leaders = [i for i, mode in modes.items() if mode == "leader"]
+            serving = [i for i in running if modes.get(i) in ("leader", "follower")]
+            if len(leaders) == 1 and len(serving) == len(running) and running:
+                return leaders[0]
+            if time.monotonic() >= deadline:
+                raise QuorumError(
+                    f"no quorum after {timeout}s: running members {running}, modes {modes}"
+                )
+            time.sleep(0.05)

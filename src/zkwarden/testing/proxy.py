@@ -1,0 +1,658 @@
+"""A TCP proxy that injects network faults between a ZooKeeper client and its servers.
+
+:class:`FaultProxy` runs its own asyncio event loop on a daemon thread, so the same object
+works from blocking tests, from async tests (whatever loop they run) and from a command.
+All control methods are plain thread-safe methods; each one has taken effect, for open and
+new connections alike, by the time it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from zkwarden.errors import ConfigurationError
+from zkwarden.hosts import parse_connect_string
+
+from ._errors import ProxyError
+from ._frames import FrameCutter, FrameFault
+
+__all__ = ("Direction", "FaultProxy", "ProxyStats")
+
+_log = logging.getLogger("zkwarden.testing")
+
+_T = TypeVar("_T")
+Direction = Literal["both", "upstream", "downstream"]
+
+_CONTROL_TIMEOUT = 5.0
+_CHUNK = 65536
+# Bytes read ahead per direction while a blackhole holds them (beyond the socket buffers).
+_QUEUE_CHUNKS = 64
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStats:
+    """Counters since the proxy started.
+
+    ``bytes_up`` is client→server and ``bytes_down`` server→client, as forwarded (after
+    drops).  ``accepted`` counts every accepted client connection, ``open`` those still
+    open, ``accept_then_closed`` those closed at once by :meth:`FaultProxy.accept_then_close`,
+    ``upstream_failures`` those closed because the upstream server could not be reached.
+    """
+
+    bytes_up: int
+    bytes_down: int
+    accepted: int
+    open: int
+    accept_then_closed: int
+    upstream_failures: int
+
+
+def _require_loopback(host: str) -> None:
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(f"FaultProxy only uses loopback addresses, not {host!r}")
+
+
+def _normalize_upstreams(
+    upstreams: str | Sequence[tuple[str, int]],
+) -> list[tuple[str, int]]:
+    if isinstance(upstreams, str):
+        parsed = parse_connect_string(upstreams)
+        if parsed.chroot:
+            raise ConfigurationError(f"upstreams take no chroot: {upstreams!r}")
+        result = [(h.host, h.port) for h in parsed.hosts]
+    else:
+        result = [(str(host), int(port)) for host, port in upstreams]
+    for host, port in result:
+        _require_loopback(host)
+        if not 0 < port < 65536:
+            raise ConfigurationError(f"upstream port out of range: {port!r}")
+    return result
+
+
+class _Connection:
+    """One proxied client connection and its upstream connection (loop thread only)."""
+
+    def __init__(self, proxy: FaultProxy, client: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream: asyncio.StreamWriter | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closed = False
+
+    def abort(self, *, rst: bool) -> None:
+        """Close both sides now; with ``rst`` the peers get a TCP reset, not a FIN."""
+        if self.closed:
+            return
+        self.closed = True
+        for writer in (self.client, self.upstream):
+            if writer is None:
+                continue
+            if rst:
+                sock = writer.transport.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            writer.transport.abort()
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
+    def close(self) -> None:
+        """Close both sides gracefully (pending bytes are flushed, then FIN)."""
+        if self.closed:
+            return
+        self.closed = True
+        for writer in (self.client, self.upstream):
+            if writer is not None:
+                writer.close()
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
+
+class FaultProxy:
+    """A TCP proxy on a free 127.0.0.1 port in front of one or more upstream servers.
+
+    Faults: :meth:`delay`, :meth:`blackhole`, :meth:`reset`, :meth:`refuse_connections`,
+    :meth:`accept_then_close`, :meth:`corrupt_next_frame`, :meth:`truncate_next_frame`;
+    :meth:`pass_through` clears them all.  New connections go to the upstreams in turn, or
+    to the one chosen with :meth:`use_upstream`.  Only loopback addresses are accepted.
+
+    Example::
+
+        with FaultProxy(server.connect_string) as proxy:
+            client = Client(proxy.connect_string)
+            proxy.blackhole()
+    """
+
+    def __init__(
+        self,
+        upstreams: str | Sequence[tuple[str, int]] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        """Configure the proxy; it listens once :meth:`start` is called.
+
+        ``upstreams`` is a connect string (``"127.0.0.1:2181,127.0.0.1:2182"``) or a list of
+        ``(host, port)``; it can be set later with :meth:`set_upstreams`.
+
+        Raises:
+            ConfigurationError: a non-loopback address or an invalid port.
+        """
+        _require_loopback(host)
+        if not 0 <= port < 65536:
+            raise ConfigurationError(f"port out of range: {port!r}")
+        self._host = host
+        self._port = port
+        self._upstreams = _normalize_upstreams(upstreams)
+        self._connect_timeout = connect_timeout
+        self._chosen: int | None = None
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # Everything below is touched on the loop thread only.
+        self._server: asyncio.Server | None = None
+        self._placeholder: socket.socket | None = None
+        self._connections: set[_Connection] = set()
+        self._changed = asyncio.Event()
+        self._delay = 0.0
+        self._held: set[str] = set()
+        self._dropped: set[str] = set()
+        self._accept_then_close = False
+        self._refusing = False
+        self._frame_fault: FrameFault | None = None
+        self._bytes = {"upstream": 0, "downstream": 0}
+        self._accepted = 0
+        self._accept_then_closed = 0
+        self._upstream_failures = 0
+
+    # -- addresses ------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The address the proxy listens on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on (known once started)."""
+        return self._port
+
+    @property
+    def connect_string(self) -> str:
+        """``"127.0.0.1:PORT"`` of the proxy, for a client."""
+        return f"{self._host}:{self._port}"
+
+    def __repr__(self) -> str:
+        return f"<FaultProxy {self.connect_string} -> {self._upstreams}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        """Start the loop thread and listen.  Idempotent; returns self.
+
+        Raises:
+            ProxyError: the proxy was closed, or it cannot listen.
+        """
+        with self._lock:
+            if self._closed:
+                raise ProxyError("FaultProxy was closed; create a new one")
+            if self._thread is not None:
+                return self
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=self._run_loop, args=(loop,), name="zkwarden-fault-proxy", daemon=True
+            )
+            self._loop, self._thread = loop, thread
+            thread.start()
+        try:
+            self._run(self._listen())
+        except BaseException:
+            self.close()
+            raise
+        _log.info("fault proxy on %s -> %s", self.connect_string, self._upstreams)
+        return self
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Close the listener and every connection, and stop the loop thread.
+
+        Idempotent, callable from any thread, and bounded by about ``timeout`` seconds.
+        Never raises.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        if threading.current_thread() is thread:
+            loop.create_task(self._shutdown())
+            loop.call_soon(loop.stop)
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout / 2)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(max(0.1, deadline - time.monotonic()))
+        if thread.is_alive():
+            _log.warning("fault proxy thread did not stop within %.1fs", timeout)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the loop thread and wait for its result."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._closed:
+            coro.close()
+            raise ProxyError("FaultProxy is not running: call start() first")
+        if threading.current_thread() is thread:
+            coro.close()
+            raise ProxyError("FaultProxy control methods cannot be called on its own loop")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(_CONTROL_TIMEOUT)
+        except TimeoutError as exc:
+            future.cancel()
+            raise ProxyError(f"FaultProxy did not answer in {_CONTROL_TIMEOUT}s") from exc
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        async def call() -> _T:
+            return fn()
+
+        return self._run(call())
+
+    async def _listen(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._on_client, self._host, self._port, reuse_address=True, backlog=128
+            )
+        except OSError as exc:
+            raise ProxyError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
+        self._port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+        tasks = [t for conn in self._connections for t in conn.tasks]
+        for conn in list(self._connections):
+            conn.abort(rst=False)
+        self._connections.clear()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    # -- control --------------------------------------------------------------------------
+
+    def _changed_now(self) -> None:
+        # Wake every pump so it re-reads the faults; a fresh event for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def pass_through(self) -> None:
+        """Clear every fault: bytes flow unchanged, new connections are served.
+
+        Raises:
+            ProxyError: the proxy is not running, or it cannot listen again.
+        """
+        self.refuse_connections(False)
+
+        def clear() -> None:
+            self._delay = 0.0
+            self._held.clear()
+            self._dropped.clear()
+            self._accept_then_close = False
+            self._frame_fault = None
+            self._changed_now()
+
+        self._call(clear)
+
+    def delay(self, seconds: float) -> None:
+        """Add ``seconds`` of latency to every chunk, in both directions (0 removes it).
+
+        Raises:
+            ConfigurationError: ``seconds`` is negative.
+            ProxyError: the proxy is not running.
+        """
+        if seconds < 0:
+            raise ConfigurationError(f"delay must be >= 0, got {seconds!r}")
+
+        def apply() -> None:
+            self._delay = float(seconds)
+            self._changed_now()
+
+        self._call(apply)
+
+    def blackhole(self, direction: Direction = "both", *, discard: bool = False) -> None:
+        """Stop forwarding bytes in ``direction`` without closing anything, like a firewall
+        DROP: nobody gets an error or an EOF; new connections are accepted but nothing flows.
+
+        ``"upstream"`` is client→server, ``"downstream"`` server→client.  By default bytes
+        are held back (read ahead a little, then left in the socket buffers), so after
+        :meth:`pass_through` they arrive late and intact, as after a real DROP rule is
+        removed.  With ``discard`` they are read and thrown away for good.
+
+        Raises:
+            ConfigurationError: an unknown direction.
+            ProxyError: the proxy is not running.
+        """
+        if direction not in ("both", "upstream", "downstream"):
+            raise ConfigurationError(f"unknown direction {direction!r}")
+        chosen = {"upstream", "downstream"} if direction == "both" else {direction}
+
+        def apply() -> None:
+            target, other = (self._dropped, self._held) if discard else (self._held, self._dropped)
+            target.update(chosen)
+            other.difference_update(chosen)
+            self._changed_now()
+
+        self._call(apply)
+
+    def reset(self) -> None:
+        """Abort every open connection with a TCP reset (SO_LINGER 0), both the client and
+        the upstream side.  New connections are unaffected.
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+
+        def apply() -> None:
+            for conn in list(self._connections):
+                conn.abort(rst=True)
+            self._connections.clear()
+
+        self._call(apply)
+
+    def refuse_connections(self, refuse: bool = True) -> None:
+        """Refuse new connections (``ECONNREFUSED``) while ``refuse``; open ones carry on.
+
+        The port stays reserved by a bound socket that does not listen.
+
+        Raises:
+            ProxyError: the proxy is not running, or it cannot listen again.
+        """
+        self._run(self._set_refusing(refuse))
+
+    async def _set_refusing(self, refuse: bool) -> None:
+        if refuse == self._refusing:
+            return
+        if refuse:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                placeholder.bind((self._host, self._port))
+            except OSError as exc:
+                _log.warning(
+                    "fault proxy: cannot reserve port %d while refusing: %s", self._port, exc
+                )
+            self._placeholder = placeholder
+            self._refusing = True
+            return
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+        await self._listen()
+        self._refusing = False
+
+    def accept_then_close(self, enabled: bool = True) -> None:
+        """While ``enabled``, accept new connections and close them at once: the client's
+        connect succeeds, then it reads EOF before any byte.  Open connections carry on.
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+
+        def apply() -> None:
+            self._accept_then_close = enabled
+
+        self._call(apply)
+
+    def corrupt_next_frame(self, mode: Literal["payload", "length"] = "payload") -> None:
+        """Corrupt the next server→client ZooKeeper frame (on whichever connection gets one
+        first): ``"payload"`` inverts every payload byte, ``"length"`` replaces the length
+        prefix with 0x7FFFFFFF.
+
+        Raises:
+            ConfigurationError: an unknown mode.
+            ProxyError: the proxy is not running.
+        """
+        if mode not in ("payload", "length"):
+            raise ConfigurationError(f"unknown corruption mode {mode!r}")
+        self._arm(mode)
+
+    def truncate_next_frame(self) -> None:
+        """Send only the first half of the next server→client frame, then close that
+        connection (both sides, with FIN).
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+        self._arm("truncate")
+
+    def _arm(self, fault: FrameFault) -> None:
+        def apply() -> None:
+            self._frame_fault = fault
+
+        self._call(apply)
+
+    def _claim_frame_fault(self) -> FrameFault | None:
+        fault, self._frame_fault = self._frame_fault, None
+        return fault
+
+    # -- upstreams ------------------------------------------------------------------------
+
+    def set_upstreams(self, upstreams: str | Sequence[tuple[str, int]]) -> None:
+        """Replace the upstream servers used by new connections (open ones stay put).
+
+        Raises:
+            ConfigurationError: a non-loopback address or an invalid port.
+        """
+        normalized = _normalize_upstreams(upstreams)
+        with self._lock:
+            self._upstreams = normalized
+            if self._chosen is not None and self._chosen >= len(normalized):
+                self._chosen = None
+
+    def use_upstream(self, index: int | None) -> None:
+        """Send new connections to upstream ``index`` only; ``None`` means round-robin.
+
+        Raises:
+            ConfigurationError: ``index`` is out of range.
+        """
+        with self._lock:
+            if index is not None and not 0 <= index < len(self._upstreams):
+                raise ConfigurationError(f"no upstream {index} in {self._upstreams}")
+            self._chosen = index
+
+    def _pick_upstream(self) -> tuple[str, int] | None:
+        with self._lock:
+            if not self._upstreams:
+                return None
+            if self._chosen is not None:
+                return self._upstreams[self._chosen]
+            return self._upstreams[next(self._turn) % len(self._upstreams)]
+
+    # -- stats ----------------------------------------------------------------------------
+
+    def stats(self) -> ProxyStats:
+        """A snapshot of the counters.
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+        return self._call(
+            lambda: ProxyStats(
+                bytes_up=self._bytes["upstream"],
+                bytes_down=self._bytes["downstream"],
+                accepted=self._accepted,
+                open=len(self._connections),
+                accept_then_closed=self._accept_then_closed,
+                upstream_failures=self._upstream_failures,
+            )
+        )
+
+    # -- forwarding (loop thread) ---------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._accepted += 1
+        if self._accept_then_close:
+            self._accept_then_closed += 1
+            # FIN first: closing with unread bytes from the client would send a reset.
+            with contextlib.suppress(OSError):
+                writer.write_eof()
+            writer.close()
+            return
+        conn = _Connection(self, writer)
+        self._connections.add(conn)
+        try:
+            await self._serve(conn, reader)
+        finally:
+            self._connections.discard(conn)
+
+    async def _serve(self, conn: _Connection, client_reader: asyncio.StreamReader) -> None:
+        target = self._pick_upstream()
+        try:
+            if target is None:
+                raise OSError("no upstream configured")
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(*target), self._connect_timeout
+            )
+        except (TimeoutError, OSError) as exc:
+            self._upstream_failures += 1
+            _log.info("fault proxy: upstream %s unreachable: %s", target, exc)
+            conn.abort(rst=True)
+            return
+        if conn.closed:  # reset() or close() while connecting
+            up_writer.transport.abort()
+            return
+        conn.upstream = up_writer
+        queues: dict[str, asyncio.Queue[tuple[float, bytes]]] = {
+            "upstream": asyncio.Queue(_QUEUE_CHUNKS),
+            "downstream": asyncio.Queue(_QUEUE_CHUNKS),
+        }
+        conn.tasks = [
+            asyncio.create_task(self._read(client_reader, queues["upstream"], conn)),
+            asyncio.create_task(self._write("upstream", queues["upstream"], up_writer, conn)),
+            asyncio.create_task(self._read(up_reader, queues["downstream"], conn)),
+            asyncio.create_task(self._write("downstream", queues["downstream"], conn.client, conn)),
+        ]
+        await asyncio.wait(conn.tasks)
+        conn.close()
+
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        queue: asyncio.Queue[tuple[float, bytes]],
+        conn: _Connection,
+    ) -> None:
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                await queue.put((time.monotonic(), data))
+                if not data:
+                    return
+        except OSError:
+            # The peer reset the connection: reset the other side too.
+            conn.abort(rst=True)
+
+    async def _write(
+        self,
+        direction: str,
+        queue: asyncio.Queue[tuple[float, bytes]],
+        writer: asyncio.StreamWriter,
+        conn: _Connection,
+    ) -> None:
+        cutter = FrameCutter(self._claim_frame_fault) if direction == "downstream" else None
+        try:
+            while True:
+                arrived, data = await queue.get()
+                await self._wait_sendable(direction, arrived, eof=not data)
+                if not data:
+                    if cutter is not None:
+                        writer.write(cutter.flush())
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                if direction in self._dropped:
+                    continue
+                close_after = False
+                if cutter is not None:
+                    data, close_after = cutter.feed(data)
+                writer.write(data)
+                self._bytes[direction] += len(data)
+                if close_after:
+                    await writer.drain()
+                    conn.close()
+                    return
+                await writer.drain()
+        except OSError:
+            conn.abort(rst=True)
+
+    async def _wait_sendable(self, direction: str, arrived: float, *, eof: bool) -> None:
+        """Wait until ``direction`` is not held and the chunk has aged ``delay`` seconds;
+        re-checked on every fault change, so changes apply to bytes already waiting.
+        An EOF is held by a discarding blackhole too: a dropped FIN reaches nobody."""
+        while True:
+            changed = self._changed
+            timeout: float | None = None
+            held = direction in self._held or (eof and direction in self._dropped)
+            if not held:
+                timeout = arrived + self._delay - time.monotonic()
+                if timeout <= 0:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout)

@@ -1,0 +1,583 @@
+"""A real ZooKeeper server in a child JVM, for tests.
+
+:class:`ZooKeeperServer` runs Apache ZooKeeper's own ``QuorumPeerMain`` from the jars of
+Debian's ``zookeeper`` package (or ``$ZOOKEEPER_HOME/lib``) in a fresh temporary directory,
+on a loopback port.  Nothing here re-implements the server; this module only writes a
+``zoo.cfg``, starts and stops the JVM, and reads the server's four-letter words.
+
+The JVM runs in its own process group.  Every JVM still running is killed at interpreter
+exit, and a tiny watchdog process kills them too when this interpreter dies without running
+its exit handlers (SIGKILL, a crashed test runner), so no orphan JVM outlives a test run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+from zkwarden.errors import ConfigurationError
+
+from ._errors import (
+    FourLetterWordError,
+    JavaNotFoundError,
+    ServerStartError,
+    ZooKeeperNotFoundError,
+)
+from ._fourlw import (
+    parse_cons_sessions,
+    parse_dump_ephemerals,
+    parse_dump_sessions,
+    parse_mntr,
+    send_four_letter_word,
+)
+from ._process import LOOPBACK, free_port, kill_group, reaper
+
+__all__ = (
+    "ZooKeeperServer",
+    "find_java",
+    "find_zookeeper_classpath",
+)
+
+_log = logging.getLogger("zkwarden.testing")
+
+DEBIAN_ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
+# Debian's zookeeper.jar pulls its dependencies in through its manifest Class-Path, but
+# slf4j-api finds no logging backend there and would print nothing; slf4j-simple writes to
+# stderr, which goes to the server's log file.
+_DEBIAN_LOG_BACKEND = "/usr/share/java/slf4j-simple.jar"
+_MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+_INSTALL_HINT = (
+    "install it with `apt-get install zookeeper default-jre-headless` (Debian/Ubuntu), "
+    "or set ZOOKEEPER_HOME to an Apache ZooKeeper binary distribution (with lib/*.jar)"
+)
+
+
+# --- locating Java and ZooKeeper ---------------------------------------------------------
+
+
+def find_java() -> str:
+    """Return the path of the ``java`` executable to run ZooKeeper with.
+
+    ``$JAVA_HOME/bin/java`` wins when it exists, otherwise ``java`` on ``PATH``.
+
+    Raises:
+        JavaNotFoundError: no Java runtime was found.
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = os.path.join(java_home, "bin", "java")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("java")
+    if found is None:
+        raise JavaNotFoundError(
+            "no `java` found (JAVA_HOME unset or invalid, none on PATH): "
+            "install one with `apt-get install default-jre-headless`"
+        )
+    return found
+
+
+def find_zookeeper_classpath() -> str:
+    """Return the Java class path that runs a ZooKeeper server.
+
+    ``$ZOOKEEPER_HOME`` wins when set (its ``conf`` directory, ``lib/*.jar`` and top-level
+    jars); otherwise the jars of Debian's ``zookeeper`` package are used.
+
+    Raises:
+        ZooKeeperNotFoundError: ``$ZOOKEEPER_HOME`` holds no jar, or it is unset and the
+            Debian package is not installed.
+    """
+    home = os.environ.get("ZOOKEEPER_HOME")
+    if home:
+        jars = sorted(glob.glob(os.path.join(home, "lib", "*.jar")))
+        jars += sorted(glob.glob(os.path.join(home, "*.jar")))
+        if not jars:
+            raise ZooKeeperNotFoundError(
+                f"ZOOKEEPER_HOME={home!r} contains no lib/*.jar; point it at an Apache "
+                f"ZooKeeper binary distribution, or unset it and {_INSTALL_HINT}"
+            )
+        conf = os.path.join(home, "conf")
+        # The conf directory carries the distribution's logback/log4j configuration.
+        entries = ([conf] if os.path.isdir(conf) else []) + jars
+        return os.pathsep.join(entries)
+    if os.path.isfile(DEBIAN_ZOOKEEPER_JAR):
+        entries = [DEBIAN_ZOOKEEPER_JAR]
+        if os.path.isfile(_DEBIAN_LOG_BACKEND):
+            entries.append(_DEBIAN_LOG_BACKEND)
+        return os.pathsep.join(entries)
+    raise ZooKeeperNotFoundError(f"ZooKeeper was not found: {_INSTALL_HINT}")
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+class ZooKeeperServer:
+    """One real ZooKeeper server (a child JVM) on a loopback port, for tests.
+
+    Times are in seconds.  ``tick_time`` is short (0.1 s) so that sessions expire within a
+    second or two: the server clamps session timeouts into [2, 20] ticks unless
+    ``min_session_timeout``/``max_session_timeout`` say otherwise.  ``data_dir`` keeps the
+    data outside the temporary directory (it survives :meth:`stop`); ``server_id`` writes a
+    ``myid`` file, which an ensemble member needs (see :class:`ZooKeeperEnsemble`).
+    ``maxClientCnxns`` defaults to 0 (unlimited) since many tests share one loopback IP;
+    ``extra_config`` entries are written to ``zoo.cfg`` last and override everything.
+
+    Lifecycle: :meth:`start` (idempotent), :meth:`restart` (same port and data),
+    :meth:`kill` (crash, data kept), :meth:`wipe` (lose all data), :meth:`stop` (terminate
+    and remove the temporary directory).  Usable as a context manager.  Methods are
+    thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        tick_time: float = 0.1,
+        min_session_timeout: float | None = None,
+        max_session_timeout: float | None = None,
+        four_letter_words: str | Sequence[str] = "*",
+        extended_types: bool = True,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        read_only_mode: bool = False,
+        jvm_heap: str = "256m",
+        extra_config: Mapping[str, str] | None = None,
+        force_sync: bool = False,
+        server_id: int | None = None,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        """Configure a server; nothing starts until :meth:`start`.
+
+        Raises:
+            ConfigurationError: an option is out of range.
+        """
+        if tick_time <= 0:
+            raise ConfigurationError(f"tick_time must be positive, got {tick_time!r}")
+        for name, value in (("min", min_session_timeout), ("max", max_session_timeout)):
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{name}_session_timeout must be positive: {value!r}")
+        if port is not None and not 0 < port < 65536:
+            raise ConfigurationError(f"port out of range: {port!r}")
+        if not re.fullmatch(r"\d+[kKmMgG]?", jvm_heap):
+            raise ConfigurationError(f"jvm_heap must look like '256m', got {jvm_heap!r}")
+        if server_id is not None and not 0 < server_id < 256:
+            raise ConfigurationError(f"server_id must be in 1..255, got {server_id!r}")
+        self.tick_time = tick_time
+        self.min_session_timeout = min_session_timeout
+        self.max_session_timeout = max_session_timeout
+        if isinstance(four_letter_words, str):
+            self.four_letter_words = four_letter_words
+        else:
+            self.four_letter_words = ",".join(four_letter_words)
+        self.extended_types = extended_types
+        self.read_only_mode = read_only_mode
+        self.jvm_heap = jvm_heap
+        self.extra_config = dict(extra_config or {})
+        self.force_sync = force_sync
+        self.server_id = server_id
+        self.stop_timeout = stop_timeout
+        self._fixed_port = port is not None
+        self._port = port
+        self._data_dir = os.fspath(data_dir) if data_dir is not None else None
+        self._lock = threading.RLock()
+        self._workdir: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- addresses and files --------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on (always loopback)."""
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        """The client port, chosen on first use when none was given; kept across restarts."""
+        with self._lock:
+            if self._port is None:
+                self._port = free_port()
+            return self._port
+
+    @property
+    def connect_string(self) -> str:
+        """``"127.0.0.1:PORT"``, ready for a client."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> str | None:
+        """ZooKeeper's dataDir, or None before the first start (temporary data)."""
+        if self._data_dir is not None:
+            return self._data_dir
+        return os.path.join(self._workdir, "data") if self._workdir else None
+
+    @property
+    def log_path(self) -> str | None:
+        """The server's log file (stdout and stderr of the JVM), None when not set up."""
+        return os.path.join(self._workdir, "zookeeper.log") if self._workdir else None
+
+    @property
+    def running(self) -> bool:
+        """True while the JVM process is alive (it may not be serving yet)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ZooKeeperServer {self.host}:{self._port} {state}>"
+
+    # -- configuration --------------------------------------------------------------------
+
+    def _config(self, data_dir: str) -> dict[str, str]:
+        ms = round(self.tick_time * 1000)
+        words = self.four_letter_words
+        if words.strip() != "*":
+            # The harness itself needs these two to know when the server is up.
+            names = {w.strip() for w in words.split(",") if w.strip()} | {"ruok", "srvr"}
+            words = ",".join(sorted(names))
+        config = {
+            "tickTime": str(max(ms, 1)),
+            "dataDir": data_dir,
+            "clientPort": str(self.port),
+            "clientPortAddress": LOOPBACK,
+            "maxClientCnxns": "0",
+            "4lw.commands.whitelist": words,
+            "admin.enableServer": "false",
+            "extendedTypesEnabled": "true" if self.extended_types else "false",
+        }
+        if self.min_session_timeout is not None:
+            config["minSessionTimeout"] = str(round(self.min_session_timeout * 1000))
+        if self.max_session_timeout is not None:
+            config["maxSessionTimeout"] = str(round(self.max_session_timeout * 1000))
+        config.update(self.extra_config)
+        return config
+
+    def _command(self, config_path: str) -> list[str]:
+        cmd = [
+            find_java(),
+            "-Xshare:auto",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:-UsePerfData",
+            f"-Xms{min(self.jvm_heap, '32m', key=_heap_bytes)}",
+            f"-Xmx{self.jvm_heap}",
+            "-Djava.awt.headless=true",
+            # These are read as system properties, under exactly these names.
+            f"-Dzookeeper.forceSync={'yes' if self.force_sync else 'no'}",
+            f"-Dreadonlymode.enabled={'true' if self.read_only_mode else 'false'}",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+            "-cp",
+            find_zookeeper_classpath(),
+            _MAIN_CLASS,
+            config_path,
+        ]
+        return cmd
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> ZooKeeperServer:
+        """Start the JVM (no-op when running) and, with ``wait``, wait until it serves.
+
+        Serving means ``ruok`` answers ``imok`` and ``srvr`` reports a ``Mode``.  After
+        :meth:`kill` or :meth:`wipe`, the same directory (and data) is reused.  Returns self.
+
+        Raises:
+            ZooKeeperNotFoundError: no Java or no ZooKeeper jars.
+            ServerStartError: the JVM exited, or did not serve within ``timeout`` seconds
+                (the JVM is killed then); the message ends with the last lines of its log.
+        """
+        with self._lock:
+            if self.running:
+                if wait:
+                    self.wait_ready(timeout)
+                return self
+            attempts = 1 if self._fixed_port else 3
+            for attempt in range(attempts):
+                self._launch()
+                if not wait:
+                    return self
+                try:
+                    self.wait_ready(timeout)
+                    return self
+                except ServerStartError:
+                    if attempt + 1 < attempts and "Address already in use" in self._log_tail():
+                        # Someone took our port between the check and the bind: try another.
+                        _log.info("port %s taken, retrying on another port", self._port)
+                        self._port = free_port()
+                        continue
+                    raise
+        return self  # pragma: no cover - the loop always returns or raises
+
+    def _launch(self) -> None:
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="zkwarden-zk-")
+            reaper.own_dir(self._workdir)
+        data_dir = self.data_dir
+        assert data_dir is not None
+        os.makedirs(data_dir, exist_ok=True)
+        if self.server_id is not None:
+            with open(os.path.join(data_dir, "myid"), "w") as f:
+                f.write(f"{self.server_id}\n")
+        config_path = os.path.join(self._workdir, "zoo.cfg")
+        with open(config_path, "w") as f:
+            f.writelines(f"{key}={value}\n" for key, value in self._config(data_dir).items())
+        cmd = self._command(config_path)
+        log_path = self.log_path
+        assert log_path is not None
+        with open(log_path, "ab") as log:
+            log.write(f"=== zkwarden: starting {' '.join(cmd)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._workdir,
+                start_new_session=True,
+            )
+        reaper.add_group(self._proc.pid, self._workdir)
+        _log.info(
+            "started ZooKeeper pid %d on %s (%s)",
+            self._proc.pid,
+            self.connect_string,
+            self._workdir,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the server answers ``ruok`` and ``srvr`` reports a ``Mode``.
+
+        Raises:
+            ServerStartError: the JVM is not running, exited, or is not serving within
+                ``timeout`` seconds (then it is killed).
+        """
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            proc = self._proc
+            if proc is None:
+                raise ServerStartError(f"{self!r} is not started")
+            code = proc.poll()
+            if code is not None:
+                self._forget_process()
+                raise ServerStartError(
+                    f"ZooKeeper on {self.connect_string} exited with code {code}"
+                    + self._log_excerpt()
+                )
+            try:
+                if self.four_letter_word("ruok", timeout=1.0).strip() == "imok":
+                    srvr = self.four_letter_word("srvr", timeout=1.0)
+                    if "Mode:" in srvr:
+                        return
+                    last = srvr.strip()
+            except FourLetterWordError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                self._terminate(signal.SIGKILL, 0.0)
+                raise ServerStartError(
+                    f"ZooKeeper on {self.connect_string} not serving after {timeout}s "
+                    f"(last answer: {last})" + self._log_excerpt()
+                )
+            time.sleep(0.05)
+
+    def _terminate(self, sig: int, grace: float) -> None:
+        """Signal the JVM's process group; SIGKILL it after ``grace`` seconds."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            kill_group(proc.pid, sig)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _log.warning(
+                    "ZooKeeper pid %d ignored signal %d for %.1fs, killing", proc.pid, sig, grace
+                )
+        # Whatever else is in the group (nothing, normally) goes too.
+        kill_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+        self._forget_process()
+
+    def _forget_process(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            reaper.discard_group(proc.pid)
+
+    def stop(self, *, cleanup: bool = True) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
+
+        With ``cleanup`` (the default) the temporary directory is deleted, so the next
+        :meth:`start` begins empty (a ``data_dir`` given by the caller is always kept).
+        With ``cleanup=False`` files and data stay for the next :meth:`start`.
+        Idempotent; never raises for an already stopped server.
+        """
+        with self._lock:
+            self._terminate(signal.SIGTERM, self.stop_timeout)
+            if cleanup:
+                self._cleanup_files()
+            _log.info("stopped ZooKeeper on %s", self.connect_string)
+
+    def _cleanup_files(self) -> None:
+        workdir, self._workdir = self._workdir, None
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            reaper.release_dir(workdir)
+
+    def kill(self) -> None:
+        """SIGKILL the JVM, as in a crash.  Files and data stay; :meth:`start` or
+        :meth:`restart` brings the server back with them.  No-op when not running.
+        """
+        with self._lock:
+            self._terminate(signal.SIGKILL, 5.0)
+
+    def restart(self, timeout: float = 30.0) -> ZooKeeperServer:
+        """Stop the JVM gracefully and start it again on the same port with the same data.
+
+        Works on a stopped or killed server too (then it is a plain :meth:`start`).
+
+        Raises:
+            ServerStartError: as :meth:`start`.
+            ZooKeeperNotFoundError: as :meth:`start`.
+        """
+        with self._lock:
+            self._terminate(signal.SIGTERM, self.stop_timeout)
+            return self.start(timeout)
+
+    def wipe(self, timeout: float = 30.0) -> None:
+        """Delete all the server's data, so every znode and session is gone.
+
+        A running server is killed, wiped and started again (empty, same port) before this
+        returns; a stopped one is only wiped, and starts empty next time.
+
+        Raises:
+            ServerStartError: as :meth:`start`, when the server was running.
+            ZooKeeperNotFoundError: as :meth:`start`.
+        """
+        with self._lock:
+            was_running = self.running
+            self._terminate(signal.SIGKILL, 5.0)
+            data_dir = self.data_dir
+            if data_dir is not None and os.path.isdir(data_dir):
+                for entry in os.listdir(data_dir):
+                    path = os.path.join(data_dir, entry)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+            if was_running:
+                self.start(timeout)
+
+    def __enter__(self) -> ZooKeeperServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def _log_tail(self, lines: int = 40) -> str:
+        path = self.log_path
+        if path is None:
+            return ""
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                data = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(data.splitlines()[-lines:])
+
+    def _log_excerpt(self) -> str:
+        tail = self._log_tail()
+        return f"\n--- last lines of {self.log_path} ---\n{tail}" if tail else ""
+
+    # -- four-letter words ----------------------------------------------------------------
+
+    def four_letter_word(self, cmd: str, timeout: float = 5.0) -> str:
+        """Send the four-letter word ``cmd`` (``ruok``, ``srvr``, ``mntr`` …); return the reply.
+
+        Raises:
+            ConfigurationError: ``cmd`` is not four ASCII letters.
+            FourLetterWordError: the server did not answer or refused the command.
+        """
+        return send_four_letter_word(self.host, self.port, cmd, timeout)[0]
+
+    def mntr(self) -> dict[str, str]:
+        """The server's ``mntr`` metrics (``zk_server_state``, ``zk_ephemerals_count`` …).
+
+        Raises:
+            FourLetterWordError: no answer, or the server is not serving.
+        """
+        return parse_mntr(self.four_letter_word("mntr"))
+
+    def mode(self) -> str:
+        """The ``Mode`` that ``srvr`` reports: standalone, leader, follower, read-only …
+
+        Raises:
+            FourLetterWordError: no answer, or the server is not serving yet.
+        """
+        text = self.four_letter_word("srvr")
+        for line in text.splitlines():
+            if line.startswith("Mode:"):
+                return line.partition(":")[2].strip()
+        raise FourLetterWordError(f"srvr without a Mode: {text.strip()!r}")
+
+    def cons(self) -> list[str]:
+        """One line per client connection (``cons``), without the connection asking.
+
+        Raises:
+            FourLetterWordError: the server did not answer.
+        """
+        text, local_port = send_four_letter_word(self.host, self.port, "cons", 5.0)
+        own = re.compile(rf"^/[^:\[]+:{local_port}\[")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return [line for line in lines if not own.match(line)]
+
+    def alive_connections(self) -> int:
+        """Client connections open on the server, not counting the ``mntr`` one itself.
+
+        Raises:
+            FourLetterWordError: no answer, or the server is not serving.
+        """
+        return int(self.mntr()["zk_num_alive_connections"]) - 1
+
+    def sessions(self) -> set[int]:
+        """Ids (signed 64-bit, as on the wire) of the sessions this server knows.
+
+        The union of the session tracker in ``dump`` (connected or not, until they expire)
+        and the sessions of connections in ``cons``.
+
+        Raises:
+            FourLetterWordError: the server did not answer.
+        """
+        return parse_dump_sessions(self.four_letter_word("dump")) | parse_cons_sessions(self.cons())
+
+    def ephemerals(self) -> dict[int, list[str]]:
+        """Ephemeral node paths per owning session id (signed), from ``dump``.
+
+        Raises:
+            FourLetterWordError: the server did not answer.
+        """
+        return parse_dump_ephemerals(self.four_letter_word("dump"))
+
+
+def _heap_bytes(size: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    suffix = size[-1:].lower()
+    return int(size[:-1]) * units[suffix] if suffix in units else int(size)
