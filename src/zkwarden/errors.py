@@ -56,6 +56,7 @@ __all__ = (
     "ThrottledOpError",
     "TransactionError",
     "DuplicateInstanceError",
+    "NoInstancesError",
     "error_for_code",
 )
 
@@ -371,3 +372,7 @@ class TransactionError(ZooKeeperError):
 
 class DuplicateInstanceError(ZooKeeperError):
     """A service instance id is already registered by another live session."""
+
+
+class NoInstancesError(ZooKeeperError):
+    """A provider has no instance to give: none registered, enabled and up."""
