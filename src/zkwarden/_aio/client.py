@@ -478,12 +478,14 @@ class AsyncClient:
         self._ready.clear()
         failed, changes = self._session.connection_lost(closing=self._closing)
         exc_text = str(reason) or "connection lost"
+        # Once close() has begun, whatever is still pending fails because of the close.
+        exc_type = ClientClosedError if self._closing else ConnectionLossError
         for token in failed:
             if token is not None and not token[0].done():
-                token[0].set_exception(ConnectionLossError(exc_text))
+                token[0].set_exception(exc_type(exc_text))
         for waiter in self._auth_waiters:
             if not waiter.done():
-                waiter.set_exception(ConnectionLossError(exc_text))
+                waiter.set_exception(exc_type(exc_text))
         self._auth_waiters.clear()
         if not self._closing:
             if changes:

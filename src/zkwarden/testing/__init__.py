@@ -23,7 +23,7 @@ from .ensemble import ZooKeeperEnsemble
 from .proxy import FaultProxy, ProxyStats
 from .server import ZooKeeperServer, find_java, find_zookeeper_classpath
 
-# expire_session (zkwarden.testing.expire) is exported here by its author: add it below.
+from .expire import expire_session, expire_session_async
 
 __all__ = (
     "FaultProxy",
@@ -39,6 +39,8 @@ __all__ = (
     "ZooKeeperServer",
     "find_java",
     "find_zookeeper_classpath",
+    "expire_session",
+    "expire_session_async",
     "four_letter_word",
     "free_port",
 )

@@ -1,0 +1,164 @@
+"""Watch semantics against a real ZooKeeper (DESIGN rules 1 and 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from zkwarden import EventType, errors
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _next(stream: Any, timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(stream.__anext__(), timeout)
+
+
+async def test_data_watch_fires_once_per_change_and_rearms(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.create(f"{zk_path}/d", b"0", makepath=True)
+    stream = zk.watch(f"{zk_path}/d", "data")
+    first = await _next(stream)
+    assert first.type is EventType.NONE and first.data == b"0" and first.exists
+    for i in range(1, 4):
+        await zk2.set(f"{zk_path}/d", str(i).encode())
+        event = await _next(stream)
+        assert event.type is EventType.NODE_DATA_CHANGED
+        assert event.data == str(i).encode() and event.stat.version == i
+    # Exactly one event per change: nothing further is pending.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(stream.__anext__(), 0.3)
+    await stream.aclose()
+
+
+async def test_data_watch_survives_absent_and_deleted_node(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.ensure_path(zk_path)
+    stream = zk.watch(f"{zk_path}/later", "data")
+    first = await _next(stream)
+    assert first.type is EventType.NONE and not first.exists and first.data is None
+    await zk2.create(f"{zk_path}/later", b"born")
+    created = await _next(stream)
+    assert created.type is EventType.NODE_CREATED and created.data == b"born"
+    await zk2.delete(f"{zk_path}/later")
+    deleted = await _next(stream)
+    assert deleted.type is EventType.NODE_DELETED and not deleted.exists
+    await zk2.create(f"{zk_path}/later", b"again")
+    again = await _next(stream)
+    assert again.type is EventType.NODE_CREATED and again.data == b"again"
+    assert again.stat.czxid > created.stat.czxid
+    await stream.aclose()
+
+
+async def test_exists_and_children_watches(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.ensure_path(zk_path)
+    exists = zk.watch(f"{zk_path}/x", "exists")
+    children = zk.watch(zk_path, "children")
+    assert not (await _next(exists)).exists
+    assert (await _next(children)).children == ()
+    await zk2.create(f"{zk_path}/x", b"")
+    ev = await _next(exists)
+    assert ev.type is EventType.NODE_CREATED and ev.exists
+    ch = await _next(children)
+    assert ch.type is EventType.NODE_CHILDREN_CHANGED and ch.children == ("x",)
+    await zk2.create(f"{zk_path}/y", b"")
+    ch = await _next(children)
+    assert sorted(ch.children) == ["x", "y"]
+    await zk2.delete(f"{zk_path}/x")
+    ev = await _next(exists)
+    assert ev.type is EventType.NODE_DELETED and not ev.exists
+    ch = await _next(children)
+    assert ch.children == ("y",)
+    await exists.aclose()
+    await children.aclose()
+
+
+async def test_burst_of_1000_writes_ends_on_final_value(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.create(f"{zk_path}/burst", b"-1", makepath=True)
+    stream = zk.watch(f"{zk_path}/burst", "data")
+    seen: list[bytes] = []
+
+    async def consume() -> None:
+        async for event in stream:
+            seen.append(event.data)
+            if event.data == b"999":
+                return
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    await asyncio.gather(*(zk2.set(f"{zk_path}/burst", str(i).encode()) for i in range(1000)))
+    await asyncio.wait_for(consumer, 10)
+    assert seen[-1] == b"999"
+    # Versions only move forward: the stream may coalesce but never goes back in time.
+    numbers = [int(v) for v in seen]
+    assert numbers == sorted(numbers)
+    await stream.aclose()
+
+
+async def test_persistent_recursive_watch_sees_subtree(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.ensure_path(f"{zk_path}/r")
+    stream = await zk.add_watch(f"{zk_path}/r", recursive=True)
+    armed = await _next(stream)
+    assert armed.type is EventType.NONE
+    await zk2.create(f"{zk_path}/r/c", b"")
+    await zk2.create(f"{zk_path}/r/c/d", b"")
+    await zk2.set(f"{zk_path}/r/c/d", b"1")
+    await zk2.delete(f"{zk_path}/r/c/d")
+    await zk2.set(f"{zk_path}/r", b"root")
+    got = [(e.type, e.path) for e in [await _next(stream) for _ in range(5)]]
+    assert got == [
+        (EventType.NODE_CREATED, f"{zk_path}/r/c"),
+        (EventType.NODE_CREATED, f"{zk_path}/r/c/d"),
+        (EventType.NODE_DATA_CHANGED, f"{zk_path}/r/c/d"),
+        (EventType.NODE_DELETED, f"{zk_path}/r/c/d"),
+        (EventType.NODE_DATA_CHANGED, f"{zk_path}/r"),
+    ]
+    # Recursive watches never get NodeChildrenChanged.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(stream.__anext__(), 0.3)
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_persistent_watch_is_not_recursive(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.ensure_path(f"{zk_path}/p")
+    stream = await zk.add_watch(f"{zk_path}/p", recursive=False)
+    assert (await _next(stream)).type is EventType.NONE
+    await zk2.create(f"{zk_path}/p/child", b"")
+    await zk2.create(f"{zk_path}/p/child/grand", b"")  # not delivered: grandchild
+    await zk2.set(f"{zk_path}/p", b"x")
+    first = await _next(stream)
+    second = await _next(stream)
+    assert (first.type, first.path) == (EventType.NODE_CHILDREN_CHANGED, f"{zk_path}/p")
+    assert (second.type, second.path) == (EventType.NODE_DATA_CHANGED, f"{zk_path}/p")
+    await stream.aclose()
+
+
+async def test_many_subscribers_same_path(zk: Any, zk2: Any, zk_path: str) -> None:
+    await zk.create(f"{zk_path}/shared", b"0", makepath=True)
+    streams = [zk.watch(f"{zk_path}/shared") for _ in range(50)]
+    firsts = await asyncio.gather(*(_next(s) for s in streams))
+    assert all(f.data == b"0" for f in firsts)
+    await zk2.set(f"{zk_path}/shared", b"1")
+    events = await asyncio.gather(*(_next(s) for s in streams))
+    assert all(e.data == b"1" for e in events)
+    for s in streams:
+        await s.aclose()
+
+
+async def test_stream_ends_once_on_close(zk_hosts: str, zk_path: str) -> None:
+    from zkwarden import AsyncClient
+
+    client = AsyncClient(zk_hosts, session_timeout=4.0)
+    await client.start()
+    stream = client.watch(f"{zk_path}/whatever")
+    await _next(stream)
+    waiter = asyncio.create_task(_next(stream))
+    await asyncio.sleep(0.05)
+    await client.close()
+    with pytest.raises(errors.ClientClosedError):
+        await waiter
+    for _ in range(3):
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
