@@ -7,6 +7,7 @@ this module does not know becomes :class:`UnknownServerError`, never a crash.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -111,7 +112,7 @@ class ConnectionLossError(ZooKeeperError):
     retriable = True
 
 
-class RequestTimeoutError(ConnectionLossError, TimeoutError):
+class RequestTimeoutError(ConnectionLossError, builtins.TimeoutError):
     """A call did not finish within its ``timeout``."""
 
 
@@ -329,7 +330,7 @@ class ThrottledOpError(ServerError):
 
 
 # Codes that arrive as server errors but are better expressed by the session-level classes.
-_SESSION_CODES: dict[int, type[ZooKeeperError]] = {
+_SESSION_CODES: dict[int, builtins.type[ZooKeeperError]] = {
     -4: ConnectionLossError,
     -112: SessionExpiredError,
     -115: AuthFailedError,

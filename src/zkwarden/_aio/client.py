@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 from .. import paths as _paths
+from .._ratelimit import RateLimitedLog
 from ..errors import (
     AuthFailedError,
     ClientClosedError,
@@ -29,8 +30,8 @@ from ..errors import (
     ConnectionLossError,
     ForkedClientError,
     InvalidArgumentError,
-    NoNodeError,
     NodeExistsError,
+    NoNodeError,
     NotEmptyError,
     SessionExpiredError,
     ZooKeeperError,
@@ -52,10 +53,9 @@ from ..types import (
     EventType,
     KeeperState,
     Stat,
-    WatchEvent,
     WatcherType,
+    WatchEvent,
 )
-from .._ratelimit import RateLimitedLog
 from .connection import Connection
 from .retry import Backoff, backoff_delay
 from .transaction import Transaction
@@ -778,12 +778,12 @@ class AsyncClient:
         server_paths = [self._server_path(p) for p in paths]
         if not server_paths:
             return []
-        futures = [self._call(ops.GetData(sp), p) for sp, p in zip(server_paths, paths)]
+        futures = [self._call(ops.GetData(sp), p) for sp, p in zip(server_paths, paths, strict=True)]
         results = await asyncio.gather(*futures, return_exceptions=True)
         out: list[tuple[bytes, Stat] | ZooKeeperError] = []
         for item in results:
             if isinstance(item, (NoNodeError,)) or not isinstance(item, BaseException):
-                out.append(item)  # type: ignore[arg-type]
+                out.append(item)
             elif isinstance(item, ZooKeeperError) and not isinstance(
                 item, (ConnectionLossError, SessionExpiredError, ClientClosedError)
             ):

@@ -58,7 +58,7 @@ async def open_connection(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - not every socket type supports it
             pass
-    return transport, protocol  # type: ignore[return-value]
+    return transport, protocol
 
 
 def _recv_frame(sock: socket.socket, decoder: FrameDecoder) -> bytes:

@@ -8,6 +8,7 @@ crash the caller with ``struct.error`` or ``IndexError``.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -53,13 +54,13 @@ class Writer:
     def __init__(self) -> None:
         self.buf = bytearray()
 
-    def int(self, value: int) -> None:
+    def int(self, value: builtins.int) -> None:
         self.buf += _INT.pack(value)
 
-    def long(self, value: int) -> None:
+    def long(self, value: builtins.int) -> None:
         self.buf += _LONG.pack(value)
 
-    def bool(self, value: bool) -> None:
+    def bool(self, value: builtins.bool) -> None:
         self.buf.append(1 if value else 0)
 
     def buffer(self, value: bytes | None) -> None:
@@ -93,12 +94,12 @@ class Reader:
 
     __slots__ = ("data", "offset", "end")
 
-    def __init__(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, offset: builtins.int = 0) -> None:
         self.data = data
         self.offset = offset
         self.end = len(data)
 
-    def _need(self, n: int) -> int:
+    def _need(self, n: builtins.int) -> builtins.int:
         start = self.offset
         if n < 0 or start + n > self.end:
             raise ProtocolError(
@@ -107,20 +108,20 @@ class Reader:
         self.offset = start + n
         return start
 
-    def int(self) -> int:
+    def int(self) -> builtins.int:
         start = self._need(4)
-        return int(_INT.unpack_from(self.data, start)[0])
+        return builtins.int(_INT.unpack_from(self.data, start)[0])
 
-    def long(self) -> int:
+    def long(self) -> builtins.int:
         start = self._need(8)
-        return int(_LONG.unpack_from(self.data, start)[0])
+        return builtins.int(_LONG.unpack_from(self.data, start)[0])
 
-    def int_pair(self) -> tuple[int, int]:
+    def int_pair(self) -> tuple[builtins.int, builtins.int]:
         start = self._need(8)
         a, b = _INT_PAIR.unpack_from(self.data, start)
-        return int(a), int(b)
+        return builtins.int(a), builtins.int(b)
 
-    def bool(self) -> bool:
+    def bool(self) -> builtins.bool:
         start = self._need(1)
         return self.data[start] != 0
 
@@ -157,7 +158,7 @@ class Reader:
     def ustrings(self) -> list[str]:
         return self.vector(self.string) or []
 
-    def remaining(self) -> int:
+    def remaining(self) -> builtins.int:
         return self.end - self.offset
 
     def expect_end(self, what: str) -> None:
