@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import errors
 from ._aio.client import AsyncClient
+from .sync import Client
 from .types import (
     ACL,
     ClientState,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = (
     "ACL",
     "AsyncClient",
+    "Client",
     "ClientState",
     "ClientStateChange",
     "CreateMode",

@@ -1,0 +1,151 @@
+"""The callback dispatcher: user callbacks run here, never on the event-loop thread.
+
+Each watch handle and each state listener owns a :class:`Channel`, a FIFO of pending
+calls. A channel runs on at most one worker at a time, so the callbacks of one watch run
+one after the other, in order. Different channels may run on different workers: a callback
+that blocks (a slow HTTP call on a config change, a blocking ``Client`` call) delays only
+its own watch, never another watch or the state listeners that tell a lock holder it has
+lost its session.
+
+Workers start lazily (a client without callbacks starts none), and a second worker starts
+only when a channel becomes ready while every worker is busy. Workers beyond the first exit
+after a while idle. Everything here is safe to call from any thread, including the loop
+thread, and never blocks on user code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ("Channel", "Dispatcher")
+
+log = logging.getLogger("zkwarden.sync")
+
+# Extra workers (beyond the first) that saw no work for this long exit.
+_IDLE_EXIT = 5.0
+
+
+class Channel:
+    """One ordered stream of calls (one watch handle or one state listener)."""
+
+    __slots__ = ("name", "_items", "_active", "cancelled")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._items: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        # True while the channel sits in the ready queue or a worker is running it.
+        self._active = False
+        self.cancelled = False
+
+
+class Dispatcher:
+    """A small pool of daemon threads that runs channels' calls, one channel at a time."""
+
+    def __init__(self, name: str, max_workers: int) -> None:
+        self._name = name
+        self._max_workers = max(1, max_workers)
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._ready: deque[Channel] = deque()
+        self._workers: set[threading.Thread] = set()
+        self._idle = 0
+        self._stopping = False
+        self._serial = 0
+
+    def in_worker(self) -> bool:
+        """True when called from one of this dispatcher's worker threads."""
+        return threading.current_thread() in self._workers
+
+    def post(self, channel: Channel, fn: Callable[..., object], *args: Any) -> None:
+        """Queue ``fn(*args)`` on ``channel``; dropped once stopping or if the channel is
+        cancelled."""
+        thread: threading.Thread | None = None
+        with self._lock:
+            if self._stopping or channel.cancelled:
+                return
+            channel._items.append((fn, args))
+            if channel._active:
+                return
+            channel._active = True
+            self._ready.append(channel)
+            if self._idle:
+                self._wakeup.notify()
+            if self._idle < len(self._ready) and len(self._workers) < self._max_workers:
+                self._serial += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{self._serial}", daemon=True
+                )
+                # Registered before it starts, so stop() joins it and in_worker() holds
+                # from its first instruction.
+                self._workers.add(thread)
+        if thread is not None:
+            thread.start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                with self._lock:
+                    channel = self._next_channel()
+                    if channel is None:
+                        return
+                    fn, args = channel._items.popleft()
+                if not channel.cancelled:
+                    try:
+                        fn(*args)
+                    except BaseException:  # noqa: B036 - a callback must not kill the worker
+                        log.exception("callback %r (%s) raised", fn, channel.name)
+                with self._lock:
+                    if channel._items and not channel.cancelled:
+                        self._ready.append(channel)  # behind the others: fairness
+                    else:
+                        channel._items.clear()
+                        channel._active = False
+        finally:
+            with self._lock:
+                self._workers.discard(me)
+
+    def _next_channel(self) -> Channel | None:
+        """Under the lock: the next ready channel, or None when this worker should exit."""
+        idle_since = time.monotonic()
+        while not self._ready:
+            if self._stopping:
+                return None
+            if len(self._workers) > 1 and time.monotonic() - idle_since >= _IDLE_EXIT:
+                self._workers.discard(threading.current_thread())
+                return None
+            self._idle += 1
+            try:
+                self._wakeup.wait(_IDLE_EXIT)
+            finally:
+                self._idle -= 1
+        return self._ready.popleft()
+
+    def cancel(self, channel: Channel) -> None:
+        """Drop the channel's pending calls and every later one (the running one finishes)."""
+        with self._lock:
+            # Only workers pop items: a channel in the ready queue keeps its items until a
+            # worker takes it and sees the flag.
+            channel.cancelled = True
+
+    def stop(self, join_timeout: float) -> bool:
+        """Let the workers finish what is queued, then exit.
+
+        Joins them for up to ``join_timeout`` seconds, except the calling thread when it is
+        a worker (a callback that closes its client must not wait for itself). Returns
+        False when some worker was still running at the deadline.
+        """
+        with self._lock:
+            self._stopping = True
+            self._wakeup.notify_all()
+            me = threading.current_thread()
+            others = [t for t in self._workers if t is not me]
+        deadline = time.monotonic() + max(0.0, join_timeout)
+        for thread in others:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in others)

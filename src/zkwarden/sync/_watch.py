@@ -1,0 +1,145 @@
+"""Callback watches: an AsyncClient watch stream pumped on the loop, delivered on the
+dispatcher.
+
+The loop side (``subscribe`` and ``_pump``) only moves events from the stream into the
+handle's dispatcher channel; the stream itself (re-arming, reconnects, its single ending
+exception) is the AsyncClient's. The user's callback never runs on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._aio.watch import PersistentWatchStream, WatchStream
+from ..types import WatchEvent
+from ._dispatch import Channel, Dispatcher
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ("WatchHandle",)
+
+log = logging.getLogger("zkwarden.sync")
+
+Stream = WatchStream | PersistentWatchStream
+
+
+class WatchHandle:
+    """A running callback watch, returned by ``Client.watch`` and ``Client.add_watch``.
+
+    ``cancel()`` stops it. When the stream ends by itself (session expired, client
+    closed) the ``on_error`` callback gets the exception, once; ``error`` holds it.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        dispatcher: Dispatcher,
+        path: str,
+        kind: str,
+        callback: Callable[[WatchEvent], object],
+        on_error: Callable[[Exception], object] | None,
+    ) -> None:
+        self._client = client
+        self._dispatcher = dispatcher
+        self.path = path
+        #: "data", "exists", "children", "persistent" or "persistent_recursive"
+        self.kind = kind
+        self._callback = callback
+        self._on_error = on_error
+        self._channel = Channel(f"{kind} watch on {path}")
+        self._cancelled = False
+        #: The exception that ended the stream (None while it runs or after cancel()).
+        self.error: Exception | None = None
+        # Loop-thread only.
+        self._stream: Stream | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """True after :meth:`cancel`."""
+        return self._cancelled
+
+    @property
+    def active(self) -> bool:
+        """True until the watch is cancelled or its stream has ended."""
+        return not self._cancelled and self.error is None
+
+    def cancel(self) -> None:
+        """Stop the watch: its callbacks are not called any more once this returns
+        (except one already running on another thread). Idempotent, callable from any
+        thread and from inside its own callback; does not block on the server (the watch is
+        removed from the server in the background).
+
+        Raises:
+            ForkedClientError: called in a child process after fork().
+        """
+        self._client._check_fork()
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._dispatcher.cancel(self._channel)
+        self._client._portal_call_soon(self._stop_on_loop)
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self._cancelled else ("ended" if self.error else "active")
+        return f"<WatchHandle {self.kind} {self.path!r} {state}>"
+
+    # --- loop side -----------------------------------------------------------------------
+
+    async def subscribe(self, stream: Stream) -> None:
+        """On the loop: arm the stream, deliver its first event, start pumping the rest.
+
+        Raises:
+            whatever arming raises (the stream is closed then).
+        """
+        self._stream = stream
+        try:
+            first = await stream.__anext__()
+        except BaseException:
+            await stream.aclose()
+            raise
+        self._post_event(first)
+        if self._cancelled:  # cancel() raced the first read
+            await stream.aclose()
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            self._pump(stream), name=f"zkwarden-watch {self.path}"
+        )
+        self._client._track(self._task)
+
+    async def _pump(self, stream: Stream) -> None:
+        try:
+            while True:
+                try:
+                    event = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
+                self._post_event(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # rule 1: the one ending exception goes to the user
+            self.error = exc
+            self._dispatcher.post(self._channel, self._deliver_end, exc)
+        finally:
+            await stream.aclose()
+
+    def _stop_on_loop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        # A handle cancelled before its pump started is closed by subscribe().
+
+    def _post_event(self, event: WatchEvent) -> None:
+        self._dispatcher.post(self._channel, self._callback, event)
+
+    # --- dispatcher side -----------------------------------------------------------------
+
+    def _deliver_end(self, exc: Exception) -> None:
+        if self._on_error is not None:
+            self._on_error(exc)
+        else:
+            log.info("%s watch on %s ended: %s: %s", self.kind, self.path,
+                     type(exc).__name__, exc)

@@ -1,0 +1,713 @@
+"""Client: the blocking facade over AsyncClient.
+
+Thread model (DESIGN section 2, rules 3 and 4):
+
+* Each ``Client`` owns one daemon thread running an asyncio event loop, and on it one
+  :class:`~zkwarden.AsyncClient`. Every method is one coroutine of that AsyncClient run on
+  the loop while the calling thread waits (``Portal.run``); there is no second
+  implementation of the protocol or the session. One loop per client, rather than one per
+  process, keeps clients independent (a client's close stops exactly its own threads, a
+  busy client cannot delay another's pings, nothing is shared across fork()), and costs one
+  thread per client, which a program with one or two clients never notices.
+* User callbacks (watch callbacks, state listeners) run on dispatcher threads, never on
+  the loop thread: the loop keeps pinging and re-arming whatever a callback does, and a
+  callback may block, raise, call any Client method or close the client.
+* ``close()`` works from any thread, including a callback: it waits (bounded) for the
+  session close on the loop, never for the callback that called it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import os
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from .._aio.client import AsyncClient
+from .._aio.retry import Backoff
+from ..errors import (
+    ClientClosedError,
+    ConnectionLossError,
+    ForkedClientError,
+    InvalidArgumentError,
+    RequestTimeoutError,
+    ZooKeeperError,
+)
+from ..hosts import HostPort
+from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
+from ..protocol.records import ClientInfo
+from ..types import ACL, ClientState, ClientStateChange, Stat, WatcherType, WatchEvent
+from ._dispatch import Channel, Dispatcher
+from ._portal import Portal
+from ._watch import Stream, WatchHandle
+from .transaction import Transaction
+
+__all__ = ("Client",)
+
+log = logging.getLogger("zkwarden.sync")
+
+T = TypeVar("T")
+
+#: Default bound of close(): the session close on the loop plus joining the threads.
+CLOSE_TIMEOUT = 5.0
+# At interpreter exit nobody waits for callbacks; the session close alone matters.
+_EXIT_CLOSE_TIMEOUT = 3.0
+# After the AsyncClient closed, how long watch pumps get to hand over their final error.
+_PUMP_DRAIN = 1.0
+
+_serial = itertools.count(1)
+_live: weakref.WeakSet[Client] = weakref.WeakSet()
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # Registered after the AsyncClient's own exit hook (this module imports it first), so
+    # it runs before it: close through the still-running loop threads, and leave only the
+    # clients this fails for to the AsyncClient's plain-socket fallback.
+    for client in list(_live):
+        if client._pid == os.getpid():
+            client._close(_EXIT_CLOSE_TIMEOUT, join_callbacks=False)
+
+
+class Client:
+    """A blocking ZooKeeper client: the :class:`~zkwarden.AsyncClient` API for threads.
+
+    Takes the same arguments as AsyncClient, plus ``max_callback_threads`` (how many
+    dispatcher threads may run callbacks of different watches at once). Every method takes
+    ``timeout`` (seconds, None: no extra bound); when it expires the call raises
+    :class:`~zkwarden.errors.RequestTimeoutError` (a ``TimeoutError``; the outcome of a
+    write is then unknown, as with ConnectionLossError). Thread-safe: any number of
+    threads may call any method at once.
+
+    Use ``zk.start()`` / ``zk.close()``, or ``with Client(...) as zk:``.
+
+    Raises (constructor):
+        ConfigurationError: bad connect string, timeout or auth spec.
+        InvalidArgumentError: ``max_callback_threads`` < 1.
+    """
+
+    def __init__(
+        self,
+        hosts: str = "127.0.0.1:2181",
+        *,
+        session_timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        auth: Sequence[tuple[str, str | bytes]] | None = None,
+        tls: ssl.SSLContext | bool | None = None,
+        read_only: bool = False,
+        backoff: Backoff | None = None,
+        request_timeout: float | None = None,
+        max_request_size: int = DEFAULT_MAX_SEND,
+        max_response_size: int = DEFAULT_MAX_RECEIVE,
+        randomize_hosts: bool = True,
+        max_callback_threads: int = 8,
+    ) -> None:
+        if not (isinstance(max_callback_threads, int) and max_callback_threads >= 1):
+            raise InvalidArgumentError(
+                f"max_callback_threads must be an int >= 1, got {max_callback_threads!r}"
+            )
+        self._aio = AsyncClient(
+            hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
+            auth=auth, tls=tls, read_only=read_only, backoff=backoff,
+            request_timeout=request_timeout, max_request_size=max_request_size,
+            max_response_size=max_response_size, randomize_hosts=randomize_hosts,
+        )
+        self._pid = os.getpid()
+        self._name = f"zkwarden-{next(_serial)}"
+        self._dispatcher = Dispatcher(f"{self._name}-callbacks", max_callback_threads)
+        self._portal: Portal | None = None
+        # Guards start/close bookkeeping and the listener table. Never held while waiting
+        # on the loop: the loop thread takes it (to read the listeners).
+        self._lock = threading.Lock()
+        self._closing = False
+        self._session_closed = threading.Event()
+        self._listeners: dict[Callable[[ClientStateChange], object], Channel] = {}
+        self._aio.add_listener(self._on_state_change)
+        # Loop-thread only: watch pumps, awaited by close so their final error is handed
+        # to the dispatcher before it stops.
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        # Before any lock: a lock held by a parent thread at fork() stays held in the child.
+        if _forked and self._pid != os.getpid():
+            raise ForkedClientError(
+                "this Client was created before fork(); its threads and connection belong "
+                "to the parent process: create a new Client in the child"
+            )
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
+        try:
+            self._check_fork()
+        except ForkedClientError:
+            coro.close()
+            raise
+        portal = self._portal
+        if portal is None:
+            coro.close()
+            if self._closing:
+                raise ClientClosedError("client is closed")
+            raise ClientClosedError("client not started; call start() first")
+        return portal.run(coro, timeout, what)
+
+    def _portal_call_soon(self, fn: Callable[[], object]) -> None:
+        portal = self._portal
+        if portal is not None:
+            portal.call_soon(fn)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T:
+        """Run a coroutine that uses :attr:`async_client` on this client's loop thread and
+        block until it finishes: the hook for blocking facades of async components.
+
+        Raises:
+            RequestTimeoutError: not done within ``timeout`` seconds (it is cancelled).
+            ClientClosedError, ForkedClientError, and whatever the coroutine raises.
+        """
+        return self._call(coro, timeout, getattr(coro, "__qualname__", "coroutine"))
+
+    # --- properties ----------------------------------------------------------------------
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The AsyncClient this facade drives. Use it only from coroutines run by
+        :meth:`run_coroutine` (it belongs to the loop thread)."""
+        return self._aio
+
+    @property
+    def state(self) -> ClientState:
+        """The current :class:`ClientState`."""
+        return self._aio.state
+
+    @property
+    def session_id(self) -> int | None:
+        """The current session id, or None before the first session / after loss."""
+        return self._aio.session_id
+
+    @property
+    def session_password(self) -> bytes:
+        """The session password (needed only to attach another connection to the session)."""
+        return self._aio.session_password
+
+    @property
+    def negotiated_timeout(self) -> float | None:
+        """The session timeout the server granted, in seconds."""
+        return self._aio.negotiated_timeout
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection with a live session is up."""
+        return self._aio.connected
+
+    @property
+    def hosts(self) -> list[HostPort]:
+        """The servers of the connect string."""
+        return self._aio.hosts
+
+    @property
+    def current_host(self) -> HostPort | None:
+        """The server of the current connection, if any."""
+        return self._aio.current_host
+
+    @property
+    def chroot(self) -> str:
+        """The chroot of the connect string ("" when none)."""
+        return self._aio.chroot
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closing
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self, timeout: float | None = None, *, wait: bool = True) -> None:
+        """Start the client's threads, connect and open a session.
+
+        ``timeout`` defaults to the session timeout plus one connect timeout per host; when
+        it expires the client is closed. With ``wait=False`` return at once and keep
+        connecting in the background.
+
+        Raises:
+            RequestTimeoutError: no server could be reached within ``timeout`` (a
+                ConnectionLossError and a TimeoutError; the client is closed then).
+            AuthFailedError: the server rejected the credentials (the client is closed).
+            ClientClosedError, ForkedClientError.
+        """
+        self._check_fork()
+        with self._lock:
+            if self._closing:
+                raise ClientClosedError("client is closed")
+            if self._portal is None:
+                portal = Portal(f"{self._name}-loop")
+                portal.start()
+                self._portal = portal
+                _live.add(self)
+        try:
+            self._call(self._aio.start(timeout, wait=wait), None, "start")
+        except ConnectionLossError as exc:
+            self._close(CLOSE_TIMEOUT, join_callbacks=True)
+            if isinstance(exc, RequestTimeoutError):
+                raise
+            raise RequestTimeoutError(str(exc)) from exc
+        except ZooKeeperError:
+            if self._aio.closed:
+                self._close(CLOSE_TIMEOUT, join_callbacks=True)
+            raise
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close the session and the client (DESIGN rule 4); never raises.
+
+        Idempotent, callable from any thread, including a watch callback or a state
+        listener of this client. Sends CloseSession, so the server drops this session's
+        ephemeral nodes at once; pending and later calls fail with ClientClosedError;
+        watch streams end with ClientClosedError (``on_error``); listeners get CLOSED.
+        Then the loop thread exits, and the dispatcher threads once they have run what is
+        queued. Bounded by ``timeout`` (default 5 s): from a callback it waits for the
+        session close but not for the callbacks; from elsewhere also for running callbacks
+        to finish. In a child process after fork() it does nothing (the session is the
+        parent's).
+        """
+        if _forked and self._pid != os.getpid():
+            return
+        self._close(CLOSE_TIMEOUT if timeout is None else timeout, join_callbacks=True)
+
+    def _close(self, timeout: float, *, join_callbacks: bool) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            first = not self._closing
+            self._closing = True
+            portal = self._portal
+        if not first:
+            # Someone else is closing: wait for the session close (it needs only the loop,
+            # which runs no user code, so this cannot deadlock on the closer).
+            if portal is not None and not portal.in_loop_thread():
+                self._session_closed.wait(max(0.0, deadline - time.monotonic()))
+            return
+        _live.discard(self)
+        if portal is None:  # never started: no session, no loop thread
+            self._session_closed.set()
+            self._dispatcher.stop(0.0)
+            return
+        if portal.in_loop_thread():
+            # Only reachable from code we run on the loop: it cannot wait for itself.
+            portal.loop.create_task(self._close_then_stop(portal, deadline))
+            return
+        # A callback that closes its client must not wait for other callbacks either: one
+        # of them may be waiting for it.
+        join_callbacks = join_callbacks and not self._dispatcher.in_worker()
+        try:
+            portal.run(self._close_on_loop(), max(0.0, deadline - time.monotonic()), "close")
+        except RequestTimeoutError:
+            log.warning("%s: session close did not finish within %.1fs", self._name, timeout)
+        except ZooKeeperError as exc:
+            log.debug("%s: close: %s", self._name, exc)
+        except Exception:
+            log.exception("%s: error while closing", self._name)
+        finally:
+            self._session_closed.set()
+            if not portal.stop(max(0.0, deadline - time.monotonic())):
+                log.warning("%s: event-loop thread still running after close", self._name)
+            remaining = max(0.0, deadline - time.monotonic()) if join_callbacks else 0.0
+            if not self._dispatcher.stop(remaining) and join_callbacks:
+                log.warning("%s: a callback was still running when close() returned",
+                            self._name)
+
+    async def _close_on_loop(self) -> None:
+        await self._aio.close()
+        # The pumps now take their streams' ClientClosedError to the dispatcher.
+        pumps = list(self._tasks)
+        if pumps:
+            await asyncio.wait(pumps, timeout=_PUMP_DRAIN)
+
+    async def _close_then_stop(self, portal: Portal, deadline: float) -> None:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._close_on_loop()
+        except (TimeoutError, ZooKeeperError):
+            pass
+        finally:
+            self._session_closed.set()
+            portal.stop(0.0)
+            self._dispatcher.stop(0.0)
+
+    def __enter__(self) -> Client:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- state listeners -----------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[ClientStateChange], object]) -> None:
+        """Call ``fn(change)`` on every state change, on a dispatcher thread, in order.
+
+        ``fn`` may block, raise (logged) and call any Client method, close() included.
+        Adding the same function twice is a no-op. Works before start() (to see the
+        first CONNECTED).
+
+        Raises:
+            ForkedClientError: called in a child process after fork().
+        """
+        self._check_fork()
+        with self._lock:
+            if fn not in self._listeners:
+                self._listeners[fn] = Channel(f"state listener {fn!r}")
+
+    def remove_listener(self, fn: Callable[[ClientStateChange], object]) -> None:
+        """Stop calling ``fn`` (changes already queued for it are dropped); a no-op when it
+        was not added.
+
+        Raises:
+            ForkedClientError: called in a child process after fork().
+        """
+        self._check_fork()
+        with self._lock:
+            channel = self._listeners.pop(fn, None)
+        if channel is not None:
+            self._dispatcher.cancel(channel)
+
+    def _on_state_change(self, change: ClientStateChange) -> None:
+        # On the loop thread (an AsyncClient listener): hand over, never call user code.
+        with self._lock:
+            listeners = list(self._listeners.items())
+        for fn, channel in listeners:
+            self._dispatcher.post(channel, fn, change)
+
+    # --- watches -------------------------------------------------------------------------
+
+    def watch(
+        self,
+        path: str,
+        kind: Literal["data", "exists", "children"] = "data",
+        callback: Callable[[WatchEvent], object] | None = None,
+        *,
+        on_error: Callable[[Exception], object] | None = None,
+        timeout: float | None = None,
+    ) -> WatchHandle:
+        """Call ``callback(event)`` for the state of ``path`` now and after every change.
+
+        The stream of :meth:`AsyncClient.watch` (one-shot watches re-armed in the same
+        read): the first event (type NONE) holds the current state (``data``/``stat``/
+        ``children``, or ``stat`` None while the node is absent), each later one the state
+        read when re-arming. Returns once the watch is armed, so any change made after it
+        returns is seen. Callbacks run on a dispatcher thread, one at a time and in order
+        for this watch. When the stream ends (SessionExpiredError, ClientClosedError, or
+        an error re-arming it) ``on_error(exc)`` is called once, or the end is logged at
+        info level; after a session expiry, call watch() again for the new session.
+
+        Raises:
+            InvalidPathError, InvalidArgumentError (unknown kind, no callback),
+            NoAuthError, RequestTimeoutError (not armed within ``timeout``; nothing stays
+            subscribed), SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        if callback is None or not callable(callback):
+            raise InvalidArgumentError("watch() needs a callback(event)")
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
+        self._call(self._subscribe(handle, lambda: self._aio.watch(path, kind)), timeout,
+                   f"watch({path!r})")
+        return handle
+
+    def add_watch(
+        self,
+        path: str,
+        callback: Callable[[WatchEvent], object],
+        *,
+        recursive: bool = True,
+        on_error: Callable[[Exception], object] | None = None,
+        timeout: float | None = None,
+    ) -> WatchHandle:
+        """A persistent (``recursive=False``) or persistent recursive watch (ZK >= 3.6)
+        calling ``callback(event)`` for every change.
+
+        The stream of :meth:`AsyncClient.add_watch`: an event of type NONE marks each time
+        the watch was (re-)armed (first at once; then after each reconnect, when changes
+        made meanwhile are not replayed: re-read what you keep). Returns once armed.
+        Callbacks and ``on_error`` run as for :meth:`watch`.
+
+        Raises:
+            InvalidPathError, InvalidArgumentError (no callback), NoAuthError,
+            UnimplementedError (server < 3.6), RequestTimeoutError (not armed within
+            ``timeout``), SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        if not callable(callback):
+            raise InvalidArgumentError("add_watch() needs a callback(event)")
+        kind = "persistent_recursive" if recursive else "persistent"
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
+        self._call(
+            self._subscribe(handle, lambda: self._aio.add_watch(path, recursive=recursive)),
+            timeout, f"add_watch({path!r})",
+        )
+        return handle
+
+    @staticmethod
+    async def _subscribe(handle: WatchHandle, make_stream: Callable[[], Stream]) -> None:
+        await handle.subscribe(make_stream())
+
+    # --- operations ----------------------------------------------------------------------
+
+    def create(
+        self,
+        path: str,
+        data: bytes = b"",
+        *,
+        ephemeral: bool = False,
+        sequence: bool = False,
+        container: bool = False,
+        ttl: float | None = None,
+        acl: Sequence[ACL] | None = None,
+        makepath: bool = False,
+        include_stat: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Create a node; return its actual path (with the sequence suffix, if any).
+
+        ``ttl`` (seconds) makes a persistent TTL node; ``container`` a container node;
+        ``makepath`` creates missing parents. With ``include_stat=True`` return
+        ``(path, Stat)``.
+
+        Raises:
+            NodeExistsError, NoNodeError (parent missing), NoChildrenForEphemeralsError,
+            InvalidACLError, NoAuthError, UnimplementedError (TTL disabled on the server),
+            InvalidPathError, InvalidArgumentError, DataTooLargeError,
+            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
+            ClientClosedError, ForkedClientError.
+        """
+        return self._call(
+            self._aio.create(path, data, ephemeral=ephemeral, sequence=sequence,
+                             container=container, ttl=ttl, acl=acl, makepath=makepath,
+                             include_stat=include_stat),
+            timeout, "create",
+        )
+
+    def ensure_path(
+        self, path: str, acl: Sequence[ACL] | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Create ``path`` and any missing parents (persistent, empty); no error if present.
+
+        Raises:
+            NoAuthError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        self._call(self._aio.ensure_path(path, acl), timeout, "ensure_path")
+
+    def get(self, path: str, *, timeout: float | None = None) -> tuple[bytes, Stat]:
+        """Return the node's data and Stat.
+
+        Raises:
+            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get(path), timeout, "get")
+
+    def set(
+        self, path: str, data: bytes, version: int = -1, *, timeout: float | None = None
+    ) -> Stat:
+        """Set the node's data (``version=-1``: any version); return the new Stat.
+
+        Raises:
+            NoNodeError, BadVersionError, NoAuthError, InvalidPathError,
+            InvalidArgumentError, DataTooLargeError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.set(path, data, version), timeout, "set")
+
+    def delete(
+        self,
+        path: str,
+        version: int = -1,
+        recursive: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Delete the node; with ``recursive=True`` its whole subtree (no error if absent).
+
+        Raises:
+            NoNodeError (not recursive), NotEmptyError, BadVersionError, NoAuthError,
+            InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        self._call(self._aio.delete(path, version, recursive), timeout, "delete")
+
+    def exists(self, path: str, *, timeout: float | None = None) -> Stat | None:
+        """Return the node's Stat, or None when it does not exist.
+
+        Raises:
+            NoAuthError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.exists(path), timeout, "exists")
+
+    def get_children(
+        self, path: str, *, include_stat: bool = False, timeout: float | None = None
+    ) -> Any:
+        """Return the child names (unsorted); with ``include_stat=True``
+        ``(children, Stat)``.
+
+        Raises:
+            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_children(path, include_stat=include_stat), timeout,
+                          "get_children")
+
+    def get_many(
+        self, paths: Sequence[str], *, timeout: float | None = None
+    ) -> list[tuple[bytes, Stat] | ZooKeeperError]:
+        """Read many nodes in one pipelined round; per path the (data, Stat) or the error.
+
+        Raises:
+            InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_many(list(paths)), timeout, "get_many")
+
+    def multi_read(
+        self, paths: Sequence[str], *, children: bool = False, timeout: float | None = None
+    ) -> list[Any]:
+        """One multiRead request (ZooKeeper >= 3.6): getData (or getChildren) per path;
+        each entry is the result or the error for that path (not atomic).
+
+        Raises:
+            InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.multi_read(list(paths), children=children), timeout,
+                          "multi_read")
+
+    def sync(self, path: str, *, timeout: float | None = None) -> str:
+        """Make the connected server catch up with the leader for ``path``.
+
+        Raises:
+            InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.sync(path), timeout, "sync")
+
+    def get_acl(self, path: str, *, timeout: float | None = None) -> tuple[list[ACL], Stat]:
+        """Return the node's ACL and Stat.
+
+        Raises:
+            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_acl(path), timeout, "get_acl")
+
+    def set_acl(
+        self, path: str, acls: Sequence[ACL], version: int = -1, *,
+        timeout: float | None = None,
+    ) -> Stat:
+        """Replace the node's ACL (``version`` is the ACL version, aversion).
+
+        Raises:
+            NoNodeError, BadVersionError, InvalidACLError, NoAuthError, InvalidPathError,
+            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
+            ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.set_acl(path, list(acls), version), timeout, "set_acl")
+
+    def get_ephemerals(self, prefix: str = "/", *, timeout: float | None = None) -> list[str]:
+        """This session's ephemeral nodes whose path starts with ``prefix`` (ZK >= 3.6).
+
+        Raises:
+            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
+            ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_ephemerals(prefix), timeout, "get_ephemerals")
+
+    def get_all_children_number(self, path: str, *, timeout: float | None = None) -> int:
+        """The number of all descendants of ``path`` (ZK >= 3.6).
+
+        Raises:
+            NoNodeError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_all_children_number(path), timeout,
+                          "get_all_children_number")
+
+    def whoami(self, *, timeout: float | None = None) -> list[ClientInfo]:
+        """The identities of this connection (ZK >= 3.7).
+
+        Raises:
+            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
+            ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.whoami(), timeout, "whoami")
+
+    def add_auth(
+        self, scheme: str, credentials: str | bytes, *, timeout: float | None = None
+    ) -> None:
+        """Authenticate this connection (and every later one) with ``scheme``.
+
+        Raises:
+            AuthFailedError, RequestTimeoutError, ConnectionLossError, ClientClosedError,
+            ForkedClientError.
+        """
+        self._call(self._aio.add_auth(scheme, credentials), timeout, "add_auth")
+
+    def check_watches(
+        self, path: str, watcher_type: WatcherType = WatcherType.ANY, *,
+        timeout: float | None = None,
+    ) -> None:
+        """Raise NoWatcherError unless this session has such a watch on ``path``.
+
+        Raises:
+            NoWatcherError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            ClientClosedError, ForkedClientError.
+        """
+        self._call(self._aio.check_watches(path, watcher_type), timeout, "check_watches")
+
+    def remove_watches(
+        self, path: str, watcher_type: WatcherType = WatcherType.ANY, *,
+        timeout: float | None = None,
+    ) -> None:
+        """Remove this session's watches of a type on ``path`` from the server (prefer
+        ``handle.cancel()``, which does this when the last watch on a path goes).
+
+        Raises:
+            NoWatcherError, MarshallingError (types 4/5 on ZooKeeper < 3.9),
+            InvalidPathError, RequestTimeoutError, ConnectionLossError,
+            ClientClosedError, ForkedClientError.
+        """
+        self._call(self._aio.remove_watches(path, watcher_type), timeout, "remove_watches")
+
+    def transaction(self) -> Transaction:
+        """A transaction: ``with zk.transaction() as t: t.create(...); ...`` commits when
+        the block exits without an exception; ``t.commit()`` commits explicitly.
+
+        Raises:
+            ForkedClientError: called in a child process after fork().
+        """
+        self._check_fork()
+        return Transaction(self, self._aio.transaction())
+
+    def __repr__(self) -> str:
+        sid = f"0x{self.session_id:x}" if self.session_id else "none"
+        return f"<Client {self._aio._connect_string!r} state={self.state.value} session={sid}>"
