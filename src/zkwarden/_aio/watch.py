@@ -237,6 +237,12 @@ class PersistentWatchStream(_StreamBase):
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def take_pending(self) -> list[WatchEvent]:
+        """Every event already queued, without waiting (lets a consumer batch its reads)."""
+        events = list(self._queue)
+        self._queue.clear()
+        return events
+
     async def aclose(self) -> None:
         """Stop the stream and remove the watch from the server when it was the last one."""
         if self._finished:

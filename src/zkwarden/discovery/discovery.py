@@ -1,0 +1,156 @@
+"""ServiceDiscovery: names, one-round instance reads, caches and providers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .. import paths as _paths
+from .._aio.client import AsyncClient
+from ..errors import NoNodeError
+from .cache import ServiceCache
+from .formats import RegistryFormat, get_format
+from .instance import ServiceInstance
+from .strategies import Provider, Strategy
+
+__all__ = ("ServiceDiscovery",)
+
+log = logging.getLogger("zkwarden.discovery")
+
+
+class ServiceDiscovery:
+    """Finds service instances registered in ``format`` under ``base_path``.
+
+    ``snapshot_dir`` makes every cache keep a disk snapshot of its view and start from
+    it when ZooKeeper is unreachable. ``protect_threshold`` (0–1) keeps a cache's old
+    view when a full re-read finds fewer than that fraction of the instances it had.
+
+    Raises (constructor):
+        ConfigurationError: unknown format. InvalidPathError: bad base path.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        base_path: str | None = None,
+        format: str | RegistryFormat = "curator",
+        *,
+        snapshot_dir: str | None = None,
+        protect_threshold: float | None = None,
+    ) -> None:
+        self._client = client
+        self._format = get_format(format)
+        self._base = _paths.validate(base_path or self._format.default_base_path)
+        self._snapshot_dir = snapshot_dir
+        self._protect = protect_threshold
+        self._caches: dict[str | None, ServiceCache] = {}
+        self._providers: list[Provider] = []
+
+    @property
+    def format(self) -> RegistryFormat:
+        return self._format
+
+    @property
+    def base_path(self) -> str:
+        return self._base
+
+    async def names(self) -> list[str]:
+        """The registered service names (sorted).
+
+        Raises:
+            ConnectionLossError, SessionExpiredError, ClientClosedError.
+        """
+        try:
+            nodes = await self._client.get_children(self._base)
+        except NoNodeError:
+            return []
+        names = (self._format.service_name(n) for n in nodes)
+        return sorted(n for n in names if n is not None)
+
+    async def instances(self, name: str) -> list[ServiceInstance]:
+        """The instances of ``name``: the children and all their data in one pipelined round.
+
+        Raises:
+            ConnectionLossError, SessionExpiredError, ClientClosedError,
+            ConfigurationError (a name this format cannot express).
+        """
+        service_path = self._format.service_path(self._base, name)
+        try:
+            children = await self._client.get_children(service_path)
+        except NoNodeError:
+            return []
+        results = await self._client.get_many([_paths.join(service_path, c) for c in children])
+        found: list[ServiceInstance] = []
+        for child, result in zip(children, results, strict=True):
+            if isinstance(result, tuple):
+                inst = self._format.decode(name, child, result[0])
+                if inst is not None:
+                    found.append(inst)
+        return sorted(found, key=lambda i: i.id)
+
+    async def cache(self, name: str | None = None, *, wait: bool = True) -> ServiceCache:
+        """A started cache of service ``name`` (None: every service), shared per name.
+
+        With ``wait`` return once the view is loaded (live, or from the snapshot).
+
+        Raises:
+            ClientClosedError: the client is closed.
+        """
+        cache = self._caches.get(name)
+        if cache is None:
+            cache = ServiceCache(
+                self._client, self._format, self._base, name,
+                snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
+                on_close=self._forget,
+            )
+            self._caches[name] = cache
+        await cache.start(wait=wait)
+        return cache
+
+    def _forget(self, cache: ServiceCache) -> None:
+        if self._caches.get(cache.name) is cache:
+            del self._caches[cache.name]
+
+    def provider(
+        self, name: str, strategy: str | Strategy = "round_robin", **options: Any
+    ) -> Provider:
+        """A provider over a cache of ``name`` (started in the background if needed).
+
+        ``options`` go to :class:`Provider` (zone, error_threshold, error_window,
+        down_cooldown). Until the cache is loaded ``get()`` raises NoInstancesError;
+        ``await disc.cache(name)`` first to wait for it.
+
+        Raises:
+            ConfigurationError: unknown strategy or bad options.
+        """
+        cache = self._caches.get(name)
+        if cache is None:
+            cache = ServiceCache(
+                self._client, self._format, self._base, name,
+                snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
+                on_close=self._forget,
+            )
+            self._caches[name] = cache
+            asyncio.get_running_loop().create_task(cache.start(wait=False))
+        bound = cache
+
+        def current() -> Sequence[ServiceInstance]:
+            return bound.instances(name)
+
+        provider = Provider(current, strategy, name=name, **options)
+        self._providers.append(provider)
+        return provider
+
+    async def close(self) -> None:
+        """Close every cache this discovery made. Never raises."""
+        caches = list(self._caches.values())
+        self._caches.clear()
+        await asyncio.gather(*(c.close() for c in caches), return_exceptions=True)
+
+    async def __aenter__(self) -> ServiceDiscovery:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
