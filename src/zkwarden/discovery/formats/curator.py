@@ -51,6 +51,23 @@ __all__ = ("CuratorFormat", "dumps_jackson")
 
 _DEFAULT_PAYLOAD_CLASS = "java.util.LinkedHashMap"
 
+# The properties of Curator's ServiceInstance; a JSON object with none of them is some
+# other program's data (a config blob, a lock payload), not an instance.
+_CURATOR_FIELDS = frozenset(
+    {
+        "name",
+        "id",
+        "address",
+        "port",
+        "sslPort",
+        "payload",
+        "registrationTimeUTC",
+        "serviceType",
+        "uriSpec",
+        "enabled",
+    }
+)
+
 # Characters Jackson escapes when writing a JSON string to UTF-8 bytes.
 _JACKSON_ESCAPES = re.compile('["\\\\\x00-\x1f\ud800-\udfff\U00010000-\U0010ffff]')
 _SHORT_ESCAPES = {
@@ -251,6 +268,8 @@ class CuratorFormat(RegistryFormat):
         """The instance, or the reason it cannot be read."""
         if not isinstance(obj, dict):
             return f"JSON is a {type(obj).__name__}, not an object"
+        if not _CURATOR_FIELDS.intersection(obj):
+            return "JSON object has none of Curator's ServiceInstance fields"
 
         # Jackson leaves absent strings as null (Curator's defaults are ""); fall back to
         # what the layout says, the directory and node names.
