@@ -1,0 +1,65 @@
+"""Per-call timeouts raise errors.RequestTimeoutError (a builtin TimeoutError)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sync_helpers import wait_until
+
+from zkwarden import Client, ClientState, errors
+from zkwarden.testing import FaultProxy
+
+
+def test_tiny_timeout(zk: Client, zk_path: str) -> None:
+    zk.create(zk_path, b"x")
+    # A reply that lands while the caller waits for the GIL is still returned, so a few
+    # tries may succeed; most must time out.
+    outcomes: list[BaseException | None] = []
+    for _ in range(20):
+        try:
+            zk.get(zk_path, timeout=0.0001)
+            outcomes.append(None)
+        except errors.RequestTimeoutError as exc:
+            outcomes.append(exc)
+    timeouts = [exc for exc in outcomes if exc is not None]
+    assert len(timeouts) >= 10, outcomes
+    assert all(isinstance(exc, TimeoutError) and isinstance(exc, errors.ConnectionLossError)
+               for exc in timeouts)
+    # The client goes on working.
+    assert zk.get(zk_path, timeout=5.0)[0] == b"x"
+
+
+def test_timeout_against_a_silent_server(fault_proxy: FaultProxy, zk_path: str) -> None:
+    zk = Client(fault_proxy.connect_string, session_timeout=4.0)
+    zk.start()
+    try:
+        zk.create(zk_path, b"x")
+        fault_proxy.blackhole()
+        for call in (lambda: zk.get(zk_path, timeout=0.3),
+                     lambda: zk.set(zk_path, b"y", timeout=0.3),
+                     lambda: zk.watch(zk_path, "data", print, timeout=0.3),
+                     lambda: zk.transaction().create(f"{zk_path}/t").commit(timeout=0.3)):
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError):
+                call()
+            assert 0.25 < time.monotonic() - t0 < 1.0
+        # A watch that timed out while arming leaves nothing subscribed.
+        assert len(zk.async_client._subscribers) == 0
+        fault_proxy.pass_through()
+        assert wait_until(lambda: zk.state is ClientState.CONNECTED, 5.0)
+        assert zk.get(zk_path, timeout=5.0)[0] in (b"x", b"y")
+    finally:
+        t0 = time.monotonic()
+        zk.close()
+        assert time.monotonic() - t0 < 5.0
+
+
+def test_close_is_bounded_when_the_server_is_silent(fault_proxy: FaultProxy) -> None:
+    zk = Client(fault_proxy.connect_string, session_timeout=4.0)
+    zk.start()
+    fault_proxy.blackhole()
+    t0 = time.monotonic()
+    zk.close(timeout=1.0)
+    assert time.monotonic() - t0 < 1.5
+    assert zk.closed
