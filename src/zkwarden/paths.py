@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 from .errors import InvalidPathError
 
 __all__ = ("validate", "join", "split", "parent", "basename", "add_chroot", "strip_chroot")
 
 
-def _bad_char(ch: str) -> bool:
-    # Same code-unit ranges the server's PathUtils rejects; checking here gives a clear
-    # error instead of a BadArguments reply (and rejects non-BMP characters, which the
-    # server sees as surrogates).
-    c = ord(ch)
-    return (
-        c <= 0x1F
-        or 0x7F <= c <= 0x9F
-        or 0xD800 <= c <= 0xF8FF
-        or 0xFFF0 <= c <= 0xFFFF
-        or c > 0xFFFF
-    )
+# The code-unit ranges the server's PathUtils rejects; checking here gives a clear error
+# instead of a BadArguments reply (and rejects non-BMP characters, which the server sees
+# as surrogates).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
+_BAD_SEGMENT = re.compile(r"//|/\.\.?(?:/|$)")
+
+
+@functools.lru_cache(maxsize=8192)
+def _check(path: str, sequential: bool) -> str | None:
+    """The reason ``path`` is invalid, or None. Cached: the same paths recur constantly."""
+    if not path.startswith("/"):
+        return "path must start with '/'"
+    if path == "/":
+        return None
+    check = path[:-1] if sequential and path.endswith("/") else path
+    if check.endswith("/"):
+        return "path must not end with '/'"
+    bad = _BAD_SEGMENT.search(check)
+    if bad is not None:
+        return "empty segment in path" if bad.group() == "//" else "relative segment in path"
+    ch = _BAD_CHARS.search(path)
+    if ch is not None:
+        return f"invalid character {ch.group()!r} (U+{ord(ch.group()):04X})"
+    return None
 
 
 def validate(path: str, *, sequential: bool = False) -> str:
@@ -32,21 +47,9 @@ def validate(path: str, *, sequential: bool = False) -> str:
     """
     if not isinstance(path, str):
         raise InvalidPathError(f"path must be a str, not {type(path).__name__}")
-    if not path.startswith("/"):
-        raise InvalidPathError(f"path must start with '/': {path!r}")
-    if path == "/":
-        return path
-    check = path[:-1] if sequential and path.endswith("/") else path
-    if check.endswith("/"):
-        raise InvalidPathError(f"path must not end with '/': {path!r}")
-    for segment in check[1:].split("/"):
-        if segment == "":
-            raise InvalidPathError(f"empty segment in path: {path!r}")
-        if segment in (".", ".."):
-            raise InvalidPathError(f"relative segment {segment!r} in path: {path!r}")
-    for ch in path:
-        if _bad_char(ch):
-            raise InvalidPathError(f"invalid character {ch!r} (U+{ord(ch):04X}) in path: {path!r}")
+    reason = _check(path, sequential)
+    if reason is not None:
+        raise InvalidPathError(f"{reason}: {path!r}")
     return path
 
 
