@@ -378,7 +378,8 @@ class FaultProxy:
         """Stop forwarding bytes in ``direction`` without closing anything, like a firewall
         DROP: nobody gets an error or an EOF; new connections are accepted but nothing flows.
 
-        ``"upstream"`` is client→server, ``"downstream"`` server→client.  By default bytes
+        ``"upstream"`` is client→server, ``"downstream"`` server→client; the call replaces
+        any earlier blackhole (``blackhole("upstream")`` lets the downstream flow again).  By default bytes
         are held back (read ahead a little, then left in the socket buffers), so after
         :meth:`pass_through` they arrive late and intact, as after a real DROP rule is
         removed.  With ``discard`` they are read and thrown away for good.
@@ -389,12 +390,10 @@ class FaultProxy:
         """
         if direction not in ("both", "upstream", "downstream"):
             raise ConfigurationError(f"unknown direction {direction!r}")
-        chosen = {"upstream", "downstream"} if direction == "both" else {direction}
+        chosen: set[str] = {"upstream", "downstream"} if direction == "both" else {direction}
 
         def apply() -> None:
-            target, other = (self._dropped, self._held) if discard else (self._held, self._dropped)
-            target.update(chosen)
-            other.difference_update(chosen)
+            self._held, self._dropped = (set(), chosen) if discard else (chosen, set())
             self._changed_now()
 
         self._call(apply)

@@ -226,6 +226,12 @@ class ZooKeeperServer:
         return os.path.join(self._workdir, "zookeeper.log") if self._workdir else None
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the JVM (also its process group id), None when not running."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
     def running(self) -> bool:
         """True while the JVM process is alive (it may not be serving yet)."""
         proc = self._proc
