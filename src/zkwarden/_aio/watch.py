@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from ..errors import (
     ClientClosedError,
@@ -77,7 +77,7 @@ class _StreamBase:
     def _unregister(self) -> None:
         self._client._unregister(self, list(WatchKind))  # type: ignore[arg-type]
 
-    def __aiter__(self) -> _StreamBase:
+    def __aiter__(self) -> Self:
         return self
 
     @property

@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Union
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
@@ -77,7 +76,7 @@ class Resynced:
     stale: bool = False
 
 
-CacheChange = Union[Added, Removed, Updated, Resynced]
+CacheChange = Added | Removed | Updated | Resynced
 
 
 @dataclass(frozen=True, slots=True)
