@@ -249,7 +249,8 @@ class SessionMachine(Generic[T]):
         """The first frame of a connection (ConnectRequest, no header)."""
         self.connected = False
         self.last_send = now
-        self.last_recv = now
+        # last_recv is left alone: a TCP connect (even one a proxy accepts) is not hearing
+        # from a server, and presumed expiry counts from the last server frame.
         payload = ConnectRequest(
             protocol_version=0,
             last_zxid_seen=self.last_zxid,
