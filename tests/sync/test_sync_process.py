@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sync_helpers import no_new_threads, wait_until, zk_threads
 
-from zkwarden import Client
+from zkwarden import Client, ClientState
+from zkwarden._aio.retry import Backoff
+from zkwarden.sync import client as sync_client
+from zkwarden.testing import FaultProxy
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -127,3 +131,25 @@ def test_forked_child_exit_keeps_parent_session(
     assert exited_after < 5.0
     assert observer.exists(zk_path) is None
 
+
+
+def test_exit_hook_closes_a_disconnected_session(
+    fault_proxy: FaultProxy, zk_path: str, observer: Client
+) -> None:
+    # Disconnected when the interpreter exits: the session is closed from a plain socket
+    # (asyncio.to_thread, which the AsyncClient would use, is refused during exit).
+    zk = Client(fault_proxy.connect_string, session_timeout=30.0,
+                backoff=Backoff(initial=5.0, maximum=10.0))
+    zk.start()
+    before = set(zk_threads()) - {t for t in zk_threads() if t.name.startswith(zk._name + "-")}
+    node = zk.create(zk_path, b"", ephemeral=True)
+    fault_proxy.refuse_connections(True)
+    fault_proxy.reset()
+    assert wait_until(lambda: zk.state is ClientState.SUSPENDED, 5.0)
+    fault_proxy.refuse_connections(False)
+    t0 = time.monotonic()
+    assert not zk.connected
+    zk._close(sync_client._EXIT_CLOSE_TIMEOUT, join_callbacks=False, at_exit=True)
+    assert time.monotonic() - t0 < 3.0
+    assert observer.exists(node) is None
+    assert no_new_threads(before)

@@ -43,12 +43,11 @@ from ..errors import (
 )
 from ..hosts import HostPort
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
-from ..protocol.records import ClientInfo
-from ..types import ACL, ClientState, ClientStateChange, Stat, WatcherType, WatchEvent
+from ..types import ClientState, ClientStateChange, WatchEvent
 from ._dispatch import Channel, Dispatcher
+from ._operations import Operations
 from ._portal import Portal
 from ._watch import Stream, WatchHandle
-from .transaction import Transaction
 
 __all__ = ("Client",)
 
@@ -83,10 +82,10 @@ def _close_at_exit() -> None:
     # clients this fails for to the AsyncClient's plain-socket fallback.
     for client in list(_live):
         if client._pid == os.getpid():
-            client._close(_EXIT_CLOSE_TIMEOUT, join_callbacks=False)
+            client._close(_EXIT_CLOSE_TIMEOUT, join_callbacks=False, at_exit=True)
 
 
-class Client:
+class Client(Operations):
     """A blocking ZooKeeper client: the :class:`~zkwarden.AsyncClient` API for threads.
 
     Takes the same arguments as AsyncClient, plus ``max_callback_threads`` (how many
@@ -293,7 +292,7 @@ class Client:
             return
         self._close(CLOSE_TIMEOUT if timeout is None else timeout, join_callbacks=True)
 
-    def _close(self, timeout: float, *, join_callbacks: bool) -> None:
+    def _close(self, timeout: float, *, join_callbacks: bool, at_exit: bool = False) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
             first = not self._closing
@@ -317,6 +316,15 @@ class Client:
         # A callback that closes its client must not wait for other callbacks either: one
         # of them may be waiting for it.
         join_callbacks = join_callbacks and not self._dispatcher.in_worker()
+        if at_exit and not self._aio.connected:
+            # Disconnected at exit: the AsyncClient would re-attach to the session through
+            # asyncio.to_thread, which the interpreter already refuses by now; close it
+            # from a plain socket here instead, then just stop the threads.
+            self._aio._close_at_exit()
+            self._session_closed.set()
+            portal.stop(max(0.0, deadline - time.monotonic()))
+            self._dispatcher.stop(0.0)
+            return
         try:
             portal.run(self._close_on_loop(), max(0.0, deadline - time.monotonic()), "close")
         except RequestTimeoutError:
@@ -431,8 +439,7 @@ class Client:
         if callback is None or not callable(callback):
             raise InvalidArgumentError("watch() needs a callback(event)")
         handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
-        self._call(self._subscribe(handle, lambda: self._aio.watch(path, kind)), timeout,
-                   f"watch({path!r})")
+        self._arm(handle, lambda: self._aio.watch(path, kind), timeout)
         return handle
 
     def add_watch(
@@ -461,252 +468,24 @@ class Client:
             raise InvalidArgumentError("add_watch() needs a callback(event)")
         kind = "persistent_recursive" if recursive else "persistent"
         handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
-        self._call(
-            self._subscribe(handle, lambda: self._aio.add_watch(path, recursive=recursive)),
-            timeout, f"add_watch({path!r})",
-        )
+        self._arm(handle, lambda: self._aio.add_watch(path, recursive=recursive), timeout)
         return handle
+
+    def _arm(self, handle: WatchHandle, make_stream: Callable[[], Stream],
+             timeout: float | None) -> None:
+        try:
+            self._call(self._subscribe(handle, make_stream), timeout,
+                       f"{handle.kind} watch on {handle.path!r}")
+        except BaseException:
+            # A timeout may cancel our wait just after the loop finished arming: the caller
+            # gets no handle, so nothing may stay subscribed.
+            if not (_forked and self._pid != os.getpid()):
+                handle.cancel()
+            raise
 
     @staticmethod
     async def _subscribe(handle: WatchHandle, make_stream: Callable[[], Stream]) -> None:
         await handle.subscribe(make_stream())
-
-    # --- operations ----------------------------------------------------------------------
-
-    def create(
-        self,
-        path: str,
-        data: bytes = b"",
-        *,
-        ephemeral: bool = False,
-        sequence: bool = False,
-        container: bool = False,
-        ttl: float | None = None,
-        acl: Sequence[ACL] | None = None,
-        makepath: bool = False,
-        include_stat: bool = False,
-        timeout: float | None = None,
-    ) -> Any:
-        """Create a node; return its actual path (with the sequence suffix, if any).
-
-        ``ttl`` (seconds) makes a persistent TTL node; ``container`` a container node;
-        ``makepath`` creates missing parents. With ``include_stat=True`` return
-        ``(path, Stat)``.
-
-        Raises:
-            NodeExistsError, NoNodeError (parent missing), NoChildrenForEphemeralsError,
-            InvalidACLError, NoAuthError, UnimplementedError (TTL disabled on the server),
-            InvalidPathError, InvalidArgumentError, DataTooLargeError,
-            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
-            ClientClosedError, ForkedClientError.
-        """
-        return self._call(
-            self._aio.create(path, data, ephemeral=ephemeral, sequence=sequence,
-                             container=container, ttl=ttl, acl=acl, makepath=makepath,
-                             include_stat=include_stat),
-            timeout, "create",
-        )
-
-    def ensure_path(
-        self, path: str, acl: Sequence[ACL] | None = None, *, timeout: float | None = None
-    ) -> None:
-        """Create ``path`` and any missing parents (persistent, empty); no error if present.
-
-        Raises:
-            NoAuthError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        self._call(self._aio.ensure_path(path, acl), timeout, "ensure_path")
-
-    def get(self, path: str, *, timeout: float | None = None) -> tuple[bytes, Stat]:
-        """Return the node's data and Stat.
-
-        Raises:
-            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
-            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get(path), timeout, "get")
-
-    def set(
-        self, path: str, data: bytes, version: int = -1, *, timeout: float | None = None
-    ) -> Stat:
-        """Set the node's data (``version=-1``: any version); return the new Stat.
-
-        Raises:
-            NoNodeError, BadVersionError, NoAuthError, InvalidPathError,
-            InvalidArgumentError, DataTooLargeError, RequestTimeoutError,
-            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.set(path, data, version), timeout, "set")
-
-    def delete(
-        self,
-        path: str,
-        version: int = -1,
-        recursive: bool = False,
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        """Delete the node; with ``recursive=True`` its whole subtree (no error if absent).
-
-        Raises:
-            NoNodeError (not recursive), NotEmptyError, BadVersionError, NoAuthError,
-            InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        self._call(self._aio.delete(path, version, recursive), timeout, "delete")
-
-    def exists(self, path: str, *, timeout: float | None = None) -> Stat | None:
-        """Return the node's Stat, or None when it does not exist.
-
-        Raises:
-            NoAuthError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.exists(path), timeout, "exists")
-
-    def get_children(
-        self, path: str, *, include_stat: bool = False, timeout: float | None = None
-    ) -> Any:
-        """Return the child names (unsorted); with ``include_stat=True``
-        ``(children, Stat)``.
-
-        Raises:
-            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
-            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get_children(path, include_stat=include_stat), timeout,
-                          "get_children")
-
-    def get_many(
-        self, paths: Sequence[str], *, timeout: float | None = None
-    ) -> list[tuple[bytes, Stat] | ZooKeeperError]:
-        """Read many nodes in one pipelined round; per path the (data, Stat) or the error.
-
-        Raises:
-            InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get_many(list(paths)), timeout, "get_many")
-
-    def multi_read(
-        self, paths: Sequence[str], *, children: bool = False, timeout: float | None = None
-    ) -> list[Any]:
-        """One multiRead request (ZooKeeper >= 3.6): getData (or getChildren) per path;
-        each entry is the result or the error for that path (not atomic).
-
-        Raises:
-            InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.multi_read(list(paths), children=children), timeout,
-                          "multi_read")
-
-    def sync(self, path: str, *, timeout: float | None = None) -> str:
-        """Make the connected server catch up with the leader for ``path``.
-
-        Raises:
-            InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.sync(path), timeout, "sync")
-
-    def get_acl(self, path: str, *, timeout: float | None = None) -> tuple[list[ACL], Stat]:
-        """Return the node's ACL and Stat.
-
-        Raises:
-            NoNodeError, NoAuthError, InvalidPathError, RequestTimeoutError,
-            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get_acl(path), timeout, "get_acl")
-
-    def set_acl(
-        self, path: str, acls: Sequence[ACL], version: int = -1, *,
-        timeout: float | None = None,
-    ) -> Stat:
-        """Replace the node's ACL (``version`` is the ACL version, aversion).
-
-        Raises:
-            NoNodeError, BadVersionError, InvalidACLError, NoAuthError, InvalidPathError,
-            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
-            ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.set_acl(path, list(acls), version), timeout, "set_acl")
-
-    def get_ephemerals(self, prefix: str = "/", *, timeout: float | None = None) -> list[str]:
-        """This session's ephemeral nodes whose path starts with ``prefix`` (ZK >= 3.6).
-
-        Raises:
-            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
-            ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get_ephemerals(prefix), timeout, "get_ephemerals")
-
-    def get_all_children_number(self, path: str, *, timeout: float | None = None) -> int:
-        """The number of all descendants of ``path`` (ZK >= 3.6).
-
-        Raises:
-            NoNodeError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.get_all_children_number(path), timeout,
-                          "get_all_children_number")
-
-    def whoami(self, *, timeout: float | None = None) -> list[ClientInfo]:
-        """The identities of this connection (ZK >= 3.7).
-
-        Raises:
-            RequestTimeoutError, ConnectionLossError, SessionExpiredError,
-            ClientClosedError, ForkedClientError.
-        """
-        return self._call(self._aio.whoami(), timeout, "whoami")
-
-    def add_auth(
-        self, scheme: str, credentials: str | bytes, *, timeout: float | None = None
-    ) -> None:
-        """Authenticate this connection (and every later one) with ``scheme``.
-
-        Raises:
-            AuthFailedError, RequestTimeoutError, ConnectionLossError, ClientClosedError,
-            ForkedClientError.
-        """
-        self._call(self._aio.add_auth(scheme, credentials), timeout, "add_auth")
-
-    def check_watches(
-        self, path: str, watcher_type: WatcherType = WatcherType.ANY, *,
-        timeout: float | None = None,
-    ) -> None:
-        """Raise NoWatcherError unless this session has such a watch on ``path``.
-
-        Raises:
-            NoWatcherError, InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            ClientClosedError, ForkedClientError.
-        """
-        self._call(self._aio.check_watches(path, watcher_type), timeout, "check_watches")
-
-    def remove_watches(
-        self, path: str, watcher_type: WatcherType = WatcherType.ANY, *,
-        timeout: float | None = None,
-    ) -> None:
-        """Remove this session's watches of a type on ``path`` from the server (prefer
-        ``handle.cancel()``, which does this when the last watch on a path goes).
-
-        Raises:
-            NoWatcherError, MarshallingError (types 4/5 on ZooKeeper < 3.9),
-            InvalidPathError, RequestTimeoutError, ConnectionLossError,
-            ClientClosedError, ForkedClientError.
-        """
-        self._call(self._aio.remove_watches(path, watcher_type), timeout, "remove_watches")
-
-    def transaction(self) -> Transaction:
-        """A transaction: ``with zk.transaction() as t: t.create(...); ...`` commits when
-        the block exits without an exception; ``t.commit()`` commits explicitly.
-
-        Raises:
-            ForkedClientError: called in a child process after fork().
-        """
-        self._check_fork()
-        return Transaction(self, self._aio.transaction())
 
     def __repr__(self) -> str:
         sid = f"0x{self.session_id:x}" if self.session_id else "none"

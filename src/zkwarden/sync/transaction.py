@@ -10,7 +10,7 @@ from .._aio.transaction import Transaction as _AsyncTransaction
 from ..types import ACL
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ._operations import Operations
 
 __all__ = ("Transaction",)
 
@@ -23,7 +23,7 @@ class Transaction:
     path for create, Stat for set, True for delete and check.
     """
 
-    def __init__(self, client: Client, inner: _AsyncTransaction) -> None:
+    def __init__(self, client: Operations, inner: _AsyncTransaction) -> None:
         self._client = client
         # Building the operations is pure (validation and encoding): it runs in the
         # caller's thread; only commit() goes to the loop.
