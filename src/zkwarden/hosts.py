@@ -55,7 +55,7 @@ def _parse_host(item: str) -> HostPort:
     if not host:
         raise ConfigurationError(f"empty host name in {item!r}")
     if port_text:
-        if not port_text.isdigit():
+        if not (port_text.isascii() and port_text.isdigit()):
             raise ConfigurationError(f"bad port in {item!r}")
         port = int(port_text)
         if not 0 < port < 65536:

@@ -234,14 +234,16 @@ class SessionMachine(Generic[T]):
         Raises:
             ProtocolError: never; a read timeout is reported by :meth:`read_timed_out`.
         """
-        if self.connected and now - self.last_send >= self.ping_interval:
+        # Compare against the same sum next_deadline() returned, so a timer set for that
+        # instant finds the ping due (``now - last >= interval`` can round the other way).
+        if self.connected and now >= self.last_send + self.ping_interval:
             self.last_send = now
             return _PING_FRAME
         return None
 
     def read_timed_out(self, now: float) -> bool:
         """True when the server has been silent for the read timeout."""
-        return self.connected and now - self.last_recv >= self.read_timeout
+        return self.connected and now >= self.last_recv + self.read_timeout
 
     # --- handshake -----------------------------------------------------------------
 
@@ -429,8 +431,7 @@ class SessionMachine(Generic[T]):
         """While disconnected: LOST once no server has been heard for a session timeout."""
         if self.connected or self.lost_reported or self.session_id == 0:
             return None
-        timeout = (self.negotiated_timeout_ms or self.requested_timeout_ms) / 1000.0
-        if now - self.last_recv < timeout:
+        if now < self.presumed_expiry_at():
             return None
         change = self._transition(SessionEvent.PRESUMED_EXPIRED)
         if change is not None:
