@@ -20,10 +20,9 @@ from ._errors import (
 from ._fourlw import four_letter_word
 from ._process import free_port
 from .ensemble import ZooKeeperEnsemble
+from .expire import expire_session, expire_session_async
 from .proxy import FaultProxy, ProxyStats
 from .server import ZooKeeperServer, find_java, find_zookeeper_classpath
-
-from .expire import expire_session, expire_session_async
 
 __all__ = (
     "FaultProxy",

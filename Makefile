@@ -1,0 +1,67 @@
+# zkwarden developer tasks.  `make test` works on a fresh Debian machine (as root, or with
+# sudo): it installs Java, ZooKeeper and the Curator jars from Debian, and the Python
+# dependencies into .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_PACKAGES := default-jre-headless zookeeper libcurator-discovery-java
+
+# pytest-xdist workers.  The tests mostly wait (on ZooKeeper, timeouts, faults), not
+# compute, so more workers than the 2 cores pays off; beyond 4, the JVMs each worker
+# starts cost more CPU than the overlap saves.  --dist loadfile keeps a module's tests
+# on one worker, so a module-scoped ensemble starts once, not once per worker.
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS ?=
+
+.PHONY: deps system-deps test lint clean demo bench
+
+deps: system-deps $(STAMP)
+
+# apt only when something is missing, so a second run is instant and needs no network.
+# javac (a JDK) is needed by the Curator interop tests; venv by a Debian python3.
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v javac >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
+	if [ -z "$${ZOOKEEPER_HOME:-}" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then \
+		missing="$$missing zookeeper"; fi; \
+	[ -f /usr/share/java/curator-x-discovery.jar ] || missing="$$missing libcurator-discovery-java"; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing from apt:$$missing"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			$(APT_PACKAGES) $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# pytest exits 5 when it collected no tests: with this suite that means something broke
+# collection, so it is reported as a failure rather than passed off as success.
+test: deps
+	@rc=0; $(VPY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: deps
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy --strict src
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .benchmarks
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -maxdepth 2 -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+demo:
+	@echo "make demo: not yet"
+
+bench:
+	@echo "make bench: not yet"
