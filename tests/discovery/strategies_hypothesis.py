@@ -18,13 +18,13 @@ def _znode_char(ch: str) -> bool:
 
 # Text ZooKeeper accepts in a node name (every BMP character the server allows but "/").
 znode_text = st.text(
-    alphabet=st.characters(max_codepoint=0xFFEF, blacklist_characters="/").filter(_znode_char),
+    alphabet=st.characters(max_codepoint=0xFFEF, exclude_characters="/").filter(_znode_char),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s not in (".", ".."))
 
 # Any valid Unicode (no lone surrogates), including control characters.
-any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+any_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
 nonempty_text = any_text.filter(bool)
 
 json_scalars = (
@@ -52,7 +52,7 @@ times = st.integers(min_value=0, max_value=2**42).map(lambda ms: ms / 1000)
 
 
 @st.composite
-def instances(draw: st.DrawFn, **overrides: Any) -> ServiceInstance:
+def instances(draw: st.DrawFn, /, **overrides: Any) -> ServiceInstance:
     """Any valid ServiceInstance; ``overrides`` replace field strategies."""
     fields: dict[str, Any] = {
         "name": znode_text,

@@ -61,7 +61,7 @@ def test_curator_round_trip_keeps_everything(inst: ServiceInstance) -> None:
 
 _rpcx_address = st.text(
     alphabet=st.characters(
-        min_codepoint=0x20, max_codepoint=0xFFEF, blacklist_characters="/[]"
+        min_codepoint=0x20, max_codepoint=0xFFEF, exclude_characters="/[]"
     ).filter(lambda ch: not (0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xF8FF)),
     min_size=1,
     max_size=12,
@@ -88,9 +88,9 @@ def test_rpcx_round_trip(inst: ServiceInstance) -> None:
     _round_trip(RpcxFormat(), inst)
 
 
-_url_safe = st.characters(blacklist_categories=("Cs",), blacklist_characters="/?@#&;=[]")
+_url_safe = st.characters(exclude_categories=["Cs"], exclude_characters="/?@#&;=[]")
 _dubbo_value = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="&;"), max_size=10
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="&;"), max_size=10
 ).filter(lambda v: v == v.strip())
 _dubbo_key = (
     st.text(alphabet=_url_safe, min_size=1, max_size=10)

@@ -27,7 +27,7 @@ def test_defaults() -> None:
 
 def test_only_name_is_positional() -> None:
     with pytest.raises(TypeError):
-        ServiceInstance("web", "some-id")  # type: ignore[misc]
+        ServiceInstance("web", "some-id")  # type: ignore[call-arg]
 
 
 def test_registration_time_kept_to_the_millisecond() -> None:
