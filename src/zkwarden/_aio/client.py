@@ -33,6 +33,7 @@ from ..errors import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
+    ProtocolError,
     SessionExpiredError,
     ZooKeeperError,
     error_for_code,
@@ -307,7 +308,9 @@ class AsyncClient:
             self.connect_attempts += 1
             try:
                 conn = await self._connect(host)
-            except (ConnectionLossError, OSError) as exc:
+            except (ConnectionLossError, ProtocolError, OSError) as exc:
+                # ProtocolError: a garbled handshake reply; that connection is dropped,
+                # the next attempt starts afresh (the supervisor must never die of it).
                 attempt += 1
                 self._warn.log(
                     logging.WARNING, "connect", "cannot connect to %s: %s (attempt %d)",
