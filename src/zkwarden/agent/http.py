@@ -1,0 +1,354 @@
+"""The agent's local HTTP API (aiohttp).
+
+=========================================  ==============================================
+``GET /v1/services``                       services known: watched views (with counts,
+                                           staleness, age, index) and, when connected,
+                                           every name in the registry
+``GET /v1/services/{name}``                the instances of a service, ``stale``, ``age``,
+                                           ``index`` (also ``X-Zkwarden-Index``); ``tag``
+                                           filters; ``?index=N&wait=30s`` blocks while the
+                                           index is N; ``Accept: text/event-stream``
+                                           streams every change (SSE)
+``GET /v1/services/{name}/pick``           one instance chosen by ``strategy``
+                                           (round_robin, random, weighted, sticky, zone;
+                                           ``zone=``, ``tag=``)
+``GET /v1/health``                         agent, ZooKeeper session, and each local check
+``GET /metrics``                           Prometheus text format
+=========================================  ==============================================
+
+Responses are JSON (``application/json``); errors are ``{"error": "..."}`` with 400 (bad
+query), 404 (service not watched and on-demand views off), 503 (no data yet, or no
+instance to pick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..discovery import ServiceInstance
+from ..errors import ConfigurationError, NoInstancesError, ZooKeeperError
+from .config import parse_duration
+from .metrics import CONTENT_TYPE_LATEST
+from .views import ServiceView
+
+if TYPE_CHECKING:
+    from .runner import Agent
+
+__all__ = ("ApiServer", "instance_json")
+
+INDEX_HEADER = "X-Zkwarden-Index"
+_DEFAULT_WAIT = 300.0
+_LOAD_WAIT = 2.0
+_NAMES_TIMEOUT = 2.0
+_SSE_KEEPALIVE = 15.0
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def instance_json(inst: ServiceInstance) -> dict[str, Any]:
+    """The JSON form of an instance in API responses."""
+    doc: dict[str, Any] = {
+        "name": inst.name,
+        "id": inst.id,
+        "address": inst.address,
+        "port": inst.port,
+        "ssl_port": inst.ssl_port,
+        "weight": inst.weight,
+        "zone": inst.zone,
+        "tags": list(inst.tags),
+        "metadata": dict(inst.metadata),
+        "payload": inst.copy_payload(),
+        "enabled": inst.enabled,
+        "registration_time": inst.registration_time,
+        "service_type": inst.service_type.value,
+    }
+    if inst.uri_spec is not None:
+        doc["uri_spec"] = inst.uri_spec
+        with contextlib.suppress(ZooKeeperError):
+            doc["uri"] = inst.build_uri()
+    return doc
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False, default=str),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class ApiServer:
+    """Serves the API of ``agent`` on one address."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._runner: web.AppRunner | None = None
+        self._address: tuple[str, int] = ("", 0)
+        self.app = web.Application(middlewares=[self._count])
+        self.app.router.add_get("/v1/services", self.list_services)
+        self.app.router.add_get("/v1/services/{name}", self.get_service)
+        self.app.router.add_get("/v1/services/{name}/pick", self.pick)
+        self.app.router.add_get("/v1/health", self.health)
+        self.app.router.add_get("/metrics", self.metrics)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._address
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` (port 0: any free port).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            bound = sockets[0].getsockname()
+            self._address = (str(bound[0]), int(bound[1]))
+        else:  # pragma: no cover - aiohttp always has the socket
+            self._address = (host, port)
+
+    async def stop(self) -> None:
+        """Stop listening; open requests get about a second to finish. Never raises."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+    # --- middleware ------------------------------------------------------------------
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        except _BadRequest as exc:
+            code = 400
+            return _error(400, str(exc))
+        finally:
+            self._agent.metrics.http_requests.labels(
+                route=route, method=request.method, code=str(code)
+            ).inc()
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _view_summary(self, view: ServiceView, now: float) -> dict[str, Any]:
+        age = view.age(now)
+        return {
+            "instances": len(view.instances()),
+            "stale": view.stale,
+            "age": round(age, 3) if age is not None else None,
+            "index": view.index,
+            "loaded": view.loaded,
+            "watched": view.pinned,
+        }
+
+    def _view_body(self, view: ServiceView, tags: list[str]) -> dict[str, Any]:
+        age = view.age()
+        return {
+            "name": view.name,
+            "index": view.index,
+            "stale": view.stale,
+            "age": round(age, 3) if age is not None else None,
+            "updated_at": view.cache.updated_at,
+            "instances": [instance_json(i) for i in view.instances(tags)],
+        }
+
+    async def _view(self, name: str) -> ServiceView | web.Response:
+        agent = self._agent
+        view = agent.views.get(name)
+        if view is None:
+            if not agent.config.agent.watch_on_demand:
+                return _error(404, f"service {name!r} is not watched by this agent")
+            if agent.views.on_demand_count() >= agent.views.max_on_demand:
+                return _error(503, "too many on-demand views; add the service to [agent] watch")
+            try:
+                view = await agent.views.open(name, pinned=False)
+            except ConfigurationError as exc:
+                return _error(400, f"bad service name: {exc}")
+        if not view.loaded:
+            # A new view (or ZooKeeper still connecting): give the first read a moment.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LOAD_WAIT):
+                    index = view.index
+                    while not view.loaded and not view.closed:
+                        index = await view.changes(index)
+        if not view.loaded:
+            return _json(
+                {
+                    "error": f"no view of {name!r} yet: ZooKeeper is unreachable and there is "
+                    "no snapshot",
+                    "name": name,
+                    "stale": True,
+                    "index": view.index,
+                },
+                503,
+                {INDEX_HEADER: str(view.index)},
+            )
+        return view
+
+    @staticmethod
+    def _duration(request: web.Request, key: str) -> float | None:
+        text = request.query.get(key)
+        if text is None:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise _BadRequest(f'{key} must be a duration like "30s", got {text!r}') from None
+
+    @staticmethod
+    def _index(request: web.Request) -> int | None:
+        text = request.query.get("index")
+        if text is None:
+            return None
+        if not text.isdigit():
+            raise _BadRequest(f"index must be a non-negative integer, got {text!r}")
+        return int(text)
+
+    # --- handlers --------------------------------------------------------------------
+
+    async def list_services(self, request: web.Request) -> web.Response:
+        agent = self._agent
+        now = time.time()
+        services: dict[str, dict[str, Any]] = {
+            v.name: self._view_summary(v, now) for v in agent.views.all()
+        }
+        complete = False
+        if agent.connected:
+            try:
+                async with asyncio.timeout(_NAMES_TIMEOUT):
+                    names = await agent.discovery.names()
+                complete = True
+            except (TimeoutError, ZooKeeperError):
+                names = []
+            for name in names:
+                services.setdefault(name, {"instances": None, "watched": False})
+        return _json(
+            {
+                "services": dict(sorted(services.items())),
+                "stale": not complete,
+                "zookeeper": {"connected": agent.connected},
+            }
+        )
+
+    async def get_service(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        tags = request.query.getall("tag", [])
+        index = self._index(request)
+        wait = self._duration(request, "wait")
+        found = await self._view(name)
+        if isinstance(found, web.Response):
+            return found
+        view = found
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            return await self._stream(request, view, tags)
+        if index is not None and index == view.index:
+            limit = self._agent.config.agent.max_wait
+            timeout = min(wait if wait is not None else _DEFAULT_WAIT, limit)
+            timeout += random.uniform(0, timeout / 16)  # spread the herd of re-polls
+            await view.wait(index, timeout)
+        return _json(self._view_body(view, tags), headers={INDEX_HEADER: str(view.index)})
+
+    async def _stream(
+        self, request: web.Request, view: ServiceView, tags: list[str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        last = request.headers.get("Last-Event-ID")
+        sent = int(last) if last is not None and last.isdigit() else -1
+        try:
+            while not view.closed and not self._agent.stopping:
+                if view.index != sent:
+                    sent = view.index
+                    data = json.dumps(self._view_body(view, tags), ensure_ascii=False, default=str)
+                    await response.write(f"id: {sent}\nevent: view\ndata: {data}\n\n".encode())
+                try:
+                    async with asyncio.timeout(_SSE_KEEPALIVE):
+                        await view.changes(sent)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def pick(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        strategy = request.query.get("strategy", "round_robin")
+        zone = request.query.get("zone") or None
+        tags = tuple(request.query.getall("tag", []))
+        found = await self._view(name)
+        if isinstance(found, web.Response):
+            return found
+        view = found
+        try:
+            provider = view.provider(strategy, zone, tags)
+        except ConfigurationError as exc:
+            return _error(400, str(exc))
+        try:
+            instance = provider.get()
+        except NoInstancesError as exc:
+            return _json(
+                {"error": str(exc), "stale": view.stale, "index": view.index},
+                503,
+                {INDEX_HEADER: str(view.index)},
+            )
+        return _json(
+            {
+                "instance": instance_json(instance),
+                "strategy": strategy,
+                "stale": view.stale,
+                "index": view.index,
+            },
+            headers={INDEX_HEADER: str(view.index)},
+        )
+
+    async def health(self, request: web.Request) -> web.Response:
+        body = self._agent.health()
+        return _json(body, 503 if body["status"] == "stopping" else 200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self._agent.update_gauges()
+        response = web.Response(body=self._agent.metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response

@@ -1,0 +1,560 @@
+"""The agent: one ZooKeeper session, the local services, the views, the HTTP API.
+
+:class:`Agent` is usable in-process (tests, embedding); :func:`run_agent` is the daemon:
+it loads the config, runs an agent, and maps signals to actions:
+
+* SIGTERM / SIGINT: stop checks, unregister every instance (explicit deletes, so watchers
+  see them go at once, not after a session timeout), stop the API, close the session;
+  the whole shutdown is bounded by ``[agent] shutdown_timeout``; exit code 0.
+* SIGHUP: reload the file and apply the difference. Unchanged registrations are not
+  touched; changed ones are updated in place; added/removed services are registered /
+  unregistered; watched services follow. A bad file is logged and ignored (the agent
+  keeps running on the old config). ``[zookeeper]``, ``listen`` and ``snapshot_dir``
+  need a restart: a change there is logged and otherwise ignored.
+
+The agent starts whether or not ZooKeeper is reachable: the client keeps connecting in
+the background, views are served from the snapshot (stale) until the session is up, and
+registrations happen as soon as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from .. import __version__
+from .._aio.client import AsyncClient
+from ..discovery import ServiceDiscovery, ServiceRegistry
+from ..errors import ConfigurationError, ZooKeeperError
+from ..types import ClientState, ClientStateChange
+from .config import AgentConfig, ServiceConfig, TLSConfig, load_config
+from .http import ApiServer
+from .logs import EventLog, configure_logging
+from .metrics import REGISTRATION_STATES, AgentMetrics
+from .service import LocalService
+from .views import Views
+
+__all__ = ("Agent", "run_agent", "main", "EXIT_OK", "EXIT_FAILURE", "EXIT_CONFIG")
+
+#: Exit codes of :func:`run_agent` / :func:`main`.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+_CONNECTED = (ClientState.CONNECTED, ClientState.READ_ONLY)
+
+
+def _ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    ctx.check_hostname = tls.check_hostname
+    if tls.cert_file is not None:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+class Agent:
+    """The sidecar, in-process: ``await agent.start()`` … ``await agent.stop()``.
+
+    Raises (constructor):
+        ConfigurationError: never for a config from :func:`load_config`.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        config_path: str | None = None,
+        manage_logging: bool = False,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = AgentMetrics()
+        self.metrics.info.labels(version=__version__).set(1)
+        self.events = EventLog()
+        self.started_at = time.time()
+        self.services: dict[tuple[str, str], LocalService] = {}
+        self._manage_logging = manage_logging
+        self._client: AsyncClient | None = None
+        self._registry: ServiceRegistry | None = None
+        self._discovery: ServiceDiscovery | None = None
+        self._views: Views | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._api = ApiServer(self)
+        self._removing: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._ever_connected = False
+        self._last_session: int | None = None
+        #: seconds the last :meth:`stop` took
+        self.shutdown_seconds: float | None = None
+
+    # --- accessors (for the HTTP API and tests) --------------------------------------
+
+    @property
+    def client(self) -> AsyncClient:
+        assert self._client is not None, "agent not started"
+        return self._client
+
+    @property
+    def registry(self) -> ServiceRegistry:
+        assert self._registry is not None, "agent not started"
+        return self._registry
+
+    @property
+    def discovery(self) -> ServiceDiscovery:
+        assert self._discovery is not None, "agent not started"
+        return self._discovery
+
+    @property
+    def views(self) -> Views:
+        assert self._views is not None, "agent not started"
+        return self._views
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the HTTP API listens on (the real port when 0 was asked)."""
+        return self._api.address
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.address
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the HTTP API, start the session (in the background), checks and views.
+
+        Raises:
+            OSError: the listen address cannot be bound (nothing else was started then).
+            ConfigurationError: the ZooKeeper TLS files cannot be loaded.
+        """
+        cfg = self.config
+        zk = cfg.zookeeper
+        try:
+            tls = _ssl_context(zk.tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"{cfg.source}: zookeeper.tls: {exc}") from None
+        self._client = AsyncClient(
+            zk.hosts,
+            session_timeout=zk.session_timeout,
+            connect_timeout=zk.connect_timeout,
+            auth=list(zk.auth),
+            tls=tls,
+        )
+        self.metrics.set_client_state(self._client.state)
+        self._registry = ServiceRegistry(self._client, zk.base_path, zk.format)
+        self._discovery = ServiceDiscovery(
+            self._client, zk.base_path, zk.format, snapshot_dir=cfg.agent.snapshot_dir
+        )
+        self._views = Views(self._discovery)
+        await self._api.start(cfg.agent.listen_host, cfg.agent.listen_port)
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=32, force_close=True)
+        )
+        self._client.add_listener(self._on_state)
+        await self._client.start(wait=False)
+        for svc_cfg in cfg.services:
+            self._add_service(svc_cfg)
+        for name in cfg.agent.watch:
+            await self._views.open(name, pinned=True)
+        host, port = self.address
+        self.events.info(
+            "agent_started",
+            f"agent {__version__} listening on {self.base_url}; {len(cfg.services)} "
+            f"service(s), watching {len(cfg.agent.watch)}",
+            listen=f"{host}:{port}", zookeeper=zk.hosts, pid=os.getpid(),
+        )
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask :meth:`run` / :func:`run_agent` to stop (signal handlers call this)."""
+        if self._stop_requested.is_set():
+            self.events.info("stop_pending", f"{reason}: already stopping")
+            return
+        self.events.info("stop_requested", f"{reason}: stopping", reason=reason)
+        self._stop_requested.set()
+
+    def request_reload(self) -> None:
+        """Reload the config file in the background (the SIGHUP handler)."""
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def wait_stop_requested(self) -> None:
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        """Unregister everything, stop the API, close the session. Bounded; never raises.
+
+        Takes at most about ``[agent] shutdown_timeout`` seconds (plus the client's own
+        bounded close when ZooKeeper is unreachable).
+        """
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        started = time.monotonic()
+        budget = self.config.agent.shutdown_timeout
+
+        def left() -> float:
+            return max(0.1, budget - (time.monotonic() - started))
+
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        services = list(self.services.values())
+        await asyncio.gather(*(s.stop(unregister=False) for s in services), return_exceptions=True)
+        if self._registry is not None:
+            # Deletes every node we own. Without a session this can only wait for one, so
+            # it gets a short grace then; closing the client ends the session anyway.
+            grace = left() if self.connected else min(1.0, left())
+            try:
+                async with asyncio.timeout(grace):
+                    await self._registry.close()
+            except TimeoutError:
+                self.events.warning(
+                    "unregister_timeout",
+                    f"could not unregister within {grace:.1f}s; closing the session instead",
+                )
+        for task in list(self._removing.values()):
+            task.cancel()
+        await asyncio.gather(*self._removing.values(), return_exceptions=True)
+        if self._views is not None:
+            await self._views.close()
+        await self._api.stop()
+        if self._client is not None:
+            self._client.remove_listener(self._on_state)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left() + 5.0):
+                    await self._client.close()
+        if self._http is not None:
+            await self._http.close()
+        self.shutdown_seconds = time.monotonic() - started
+        self.events.info(
+            "agent_stopped",
+            f"agent stopped in {self.shutdown_seconds * 1000:.0f} ms",
+            seconds=round(self.shutdown_seconds, 3),
+        )
+        self._stopped.set()
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- services ----------------------------------------------------------------------
+
+    def _add_service(self, config: ServiceConfig) -> None:
+        assert self._registry is not None and self._http is not None
+        svc = LocalService(config, self._registry, self._http, self.metrics, self.events)
+        self.services[config.key] = svc
+        pending = self._removing.get(config.key)
+        if pending is None:
+            svc.start()
+            return
+
+        async def start_after_removal() -> None:
+            # The same (name, id) was just removed: its delete must land first.
+            await asyncio.gather(pending, return_exceptions=True)
+            if not self._stopping and self.services.get(config.key) is svc:
+                svc.start()
+
+        task = asyncio.get_running_loop().create_task(start_after_removal())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _remove_service(self, key: tuple[str, str]) -> None:
+        svc = self.services.pop(key)
+
+        async def remove() -> None:
+            try:
+                await svc.stop(unregister=True)
+            except ZooKeeperError as exc:
+                self.events.warning(
+                    "deregister_failed", f"removing {key[0]}/{key[1]} failed: {exc}",
+                    service=key[0], id=key[1],
+                )
+            finally:
+                self.metrics.forget_service(*key)
+                if self._removing.get(key) is task:
+                    del self._removing[key]
+
+        task = asyncio.get_running_loop().create_task(remove())
+        self._removing[key] = task
+
+    # --- reload ------------------------------------------------------------------------
+
+    async def reload(self, config: AgentConfig | None = None) -> bool:
+        """Apply ``config`` (default: re-read the config file); False if it was rejected.
+
+        Never raises: a bad file is logged and the running config stays.
+        """
+        async with self._reload_lock:
+            if self._stopping:
+                return False
+            if config is None:
+                if self.config_path is None:
+                    return False
+                try:
+                    config = load_config(self.config_path)
+                except ConfigurationError as exc:
+                    self.metrics.reloads.labels(result="rejected").inc()
+                    self.events.error(
+                        "reload_rejected", f"config not reloaded: {exc}", error=str(exc)
+                    )
+                    return False
+            self._apply(config)
+            self.metrics.reloads.labels(result="applied").inc()
+            return True
+
+    def _apply(self, new: AgentConfig) -> None:
+        old = self.config
+        if new.zookeeper != old.zookeeper:
+            self.events.warning(
+                "reload_needs_restart",
+                "changes to [zookeeper] take effect after a restart; keeping the running values",
+            )
+        kept_agent = dataclasses.replace(
+            new.agent,
+            listen_host=old.agent.listen_host,
+            listen_port=old.agent.listen_port,
+            snapshot_dir=old.agent.snapshot_dir,
+        )
+        if kept_agent != new.agent:
+            self.events.warning(
+                "reload_needs_restart",
+                "changes to [agent] listen and snapshot_dir take effect after a restart",
+            )
+        if self._manage_logging and new.log != old.log:
+            configure_logging(new.log.level, new.log.format)
+        wanted = {s.key: s for s in new.services}
+        removed = [k for k in self.services if k not in wanted]
+        added = [s for k, s in wanted.items() if k not in self.services]
+        changed = [
+            s for k, s in wanted.items() if k in self.services and self.services[k].config != s
+        ]
+        for key in removed:
+            self._remove_service(key)
+        for svc_cfg in added:
+            self._add_service(svc_cfg)
+        for svc_cfg in changed:
+            task = asyncio.get_running_loop().create_task(
+                self.services[svc_cfg.key].reconfigure(svc_cfg)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        watch_added = [n for n in kept_agent.watch if n not in old.agent.watch]
+        watch_removed = [n for n in old.agent.watch if n not in kept_agent.watch]
+        for name in watch_added:
+            self._spawn(self.views.open(name, pinned=True))
+        for name in watch_removed:
+            self._spawn(self.views.close_view(name))
+            self.metrics.forget_view(name)
+        self.config = dataclasses.replace(new, zookeeper=old.zookeeper, agent=kept_agent)
+        self.events.info(
+            "config_reloaded",
+            f"config reloaded: {len(added)} service(s) added, {len(removed)} removed, "
+            f"{len(changed)} changed, "
+            f"{len(wanted) - len(added) - len(changed)} unchanged; watch "
+            f"+{len(watch_added)} -{len(watch_removed)}",
+            added=[f"{s.name}/{s.id}" for s in added],
+            removed=[f"{k[0]}/{k[1]}" for k in removed],
+            changed=[f"{s.name}/{s.id}" for s in changed],
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- ZooKeeper state ---------------------------------------------------------------
+
+    def _on_state(self, change: ClientStateChange) -> None:
+        self.metrics.set_client_state(change.state)
+        if change.state in _CONNECTED:
+            if change.session_id != self._last_session:
+                self.metrics.session_changes.inc()
+                if self._last_session is not None:
+                    self.events.warning(
+                        "session_changed",
+                        f"new ZooKeeper session 0x{change.session_id or 0:x} (the previous one "
+                        "expired); registrations are being restored",
+                        session=f"0x{change.session_id or 0:x}",
+                    )
+                self._last_session = change.session_id
+            if self._ever_connected:
+                self.metrics.reconnects.inc()
+            self._ever_connected = True
+            self.events.reset("zookeeper")
+            self.events.info(
+                "zookeeper_connected",
+                f"ZooKeeper session 0x{change.session_id or 0:x} connected"
+                f"{' (new session)' if change.new_session else ''}",
+                session=f"0x{change.session_id or 0:x}", state=change.state.value,
+            )
+        elif change.state in (ClientState.SUSPENDED, ClientState.LOST):
+            if change.previous in _CONNECTED:
+                self.metrics.disconnects.inc()
+            self.events.limited(
+                "zookeeper", logging.WARNING, "zookeeper_unreachable",
+                f"ZooKeeper {change.state.value.lower()}; serving the last known views (stale)",
+                state=change.state.value,
+            )
+        if self._views is not None:
+            self._views.refresh_all()
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def update_gauges(self) -> None:
+        """Set the state gauges (called before each scrape)."""
+        m = self.metrics
+        connected = self.connected
+        m.set_client_state(self._client.state if self._client else ClientState.CONNECTING)
+        counts = dict.fromkeys(REGISTRATION_STATES, 0)
+        for svc in self.services.values():
+            counts[svc.registration_state(connected)] += 1
+        for state, n in counts.items():
+            m.registrations.labels(state=state).set(n)
+        now = time.time()
+        if self._views is not None:
+            for view in self._views.all():
+                m.cache_instances.labels(service=view.name).set(len(view.instances()))
+                m.cache_stale.labels(service=view.name).set(1 if view.stale else 0)
+                age = view.age(now)
+                m.cache_age.labels(service=view.name).set(age if age is not None else -1)
+
+    def health(self) -> dict[str, Any]:
+        """The body of ``GET /v1/health``."""
+        client = self._client
+        connected = self.connected
+        checks = [svc.describe(connected) for svc in self.services.values()]
+        healthy = connected and all(
+            c["status"] == "passing" and c["registration"] == "registered" for c in checks
+        )
+        session = client.session_id if client is not None else None
+        return {
+            "status": "stopping" if self._stopping else ("ok" if healthy else "degraded"),
+            "agent": {
+                "version": __version__,
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "uptime": round(time.time() - self.started_at, 3),
+                "config": self.config_path,
+            },
+            "zookeeper": {
+                "state": client.state.value if client is not None else "CONNECTING",
+                "connected": connected,
+                "session_id": f"0x{session:x}" if session else None,
+                "session_timeout": client.negotiated_timeout if client is not None else None,
+                "hosts": self.config.zookeeper.hosts,
+            },
+            "checks": checks,
+        }
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+async def run_agent(config_path: str) -> int:
+    """Run the agent from the TOML file at ``config_path`` until SIGTERM/SIGINT.
+
+    Returns the exit code: 0 after a clean stop, 2 for a bad config (one line on stderr
+    naming the key), 1 when the agent cannot start (listen address in use...). Never
+    raises for those.
+    """
+    try:
+        config = load_config(config_path)
+    except ConfigurationError as exc:
+        print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log.level, config.log.format)
+    agent = Agent(config, config_path=config_path, manage_logging=True)
+    try:
+        await agent.start()
+    except OSError as exc:
+        agent.events.error(
+            "start_failed",
+            f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}: {exc}",
+        )
+        await agent.stop()
+        return EXIT_FAILURE
+    except ConfigurationError as exc:
+        print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
+        await agent.stop()
+        return EXIT_CONFIG
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig, action in (
+        (signal.SIGTERM, lambda: agent.request_stop("SIGTERM")),
+        (signal.SIGINT, lambda: agent.request_stop("SIGINT")),
+        (signal.SIGHUP, agent.request_reload),
+    ):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, action)
+            handled.append(sig)
+    try:
+        await agent.wait_stop_requested()
+    finally:
+        await agent.stop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``zkwarden agent -c agent.toml [--check]``; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="zkwarden agent",
+        description="Register local services in ZooKeeper, health-check them, and serve "
+        "discovery over local HTTP.",
+    )
+    parser.add_argument("-c", "--config", required=True, help="the agent's TOML config file")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the config file and exit (0: valid)"
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_CONFIG
+    if args.check:
+        try:
+            load_config(args.config)
+        except ConfigurationError as exc:
+            print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"{args.config}: ok")
+        return EXIT_OK
+    try:
+        return asyncio.run(run_agent(args.config))
+    except KeyboardInterrupt:
+        return EXIT_OK

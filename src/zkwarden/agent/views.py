@@ -1,0 +1,213 @@
+"""The agent's views of services: a ServiceCache each, plus an index for blocking queries.
+
+A view's *index* starts at 1 and goes up by one whenever what the API would answer for
+the service changes: an instance added, removed or updated, or the stale flag flipping.
+``GET /v1/services/{name}?index=N&wait=30s`` waits while the index is still N (a
+Consul-style blocking query). Indexes are per view and restart at 1 with the agent; a
+client that sees the index go backwards starts over from 0.
+
+A view keeps serving its last instances while ZooKeeper is unreachable (``stale`` true);
+``age`` is how long ago the view was last known current: 0 while live, the time since
+the connection dropped, or since the snapshot was written when it was never live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from ..discovery import Provider, ServiceCache, ServiceDiscovery, ServiceInstance
+from ..errors import ClientClosedError, ZooKeeperError
+
+__all__ = ("ServiceView", "Views")
+
+_MAX_PROVIDERS = 32
+
+
+class ServiceView:
+    """One service's cache with an index, waiters, staleness and providers."""
+
+    def __init__(self, name: str, cache: ServiceCache, *, pinned: bool) -> None:
+        self.name = name
+        self.cache = cache
+        #: True for services listed in ``[agent] watch``; False for on-demand views.
+        self.pinned = pinned
+        self.index = 1
+        self._signal = asyncio.Event()
+        self._state = self._current()
+        self._went_stale_at: float | None = None
+        self._was_live = not cache.stale
+        self._providers: OrderedDict[tuple[str, str | None, tuple[str, ...]], Provider] = (
+            OrderedDict()
+        )
+        self._closed = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._follow(), name=f"view {name}"
+        )
+
+    # --- state ---------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """True once the view holds data (live, or from the snapshot)."""
+        return self.cache.updated_at is not None
+
+    @property
+    def stale(self) -> bool:
+        return self.cache.stale
+
+    def instances(self, tags: Sequence[str] = ()) -> list[ServiceInstance]:
+        """The instances (having every tag in ``tags``), sorted by id."""
+        found = self.cache.instances(self.name)
+        if tags:
+            found = [i for i in found if all(t in i.tags for t in tags)]
+        return found
+
+    def age(self, now: float | None = None) -> float | None:
+        """Seconds since the view was last known current (None: no data at all)."""
+        now = time.time() if now is None else now
+        if not self.stale:
+            return 0.0
+        since = self._went_stale_at if self._was_live else self.cache.updated_at
+        return None if since is None else max(0.0, now - since)
+
+    def refresh(self) -> None:
+        """Re-evaluate the view; bump the index and wake waiters if the answer changed."""
+        stale = self.cache.stale
+        if stale and self._was_live and self._state[1] is False:
+            self._went_stale_at = time.time()
+        if not stale:
+            self._was_live = True
+        state = self._current()
+        if state != self._state:
+            self._state = state
+            self.index += 1
+            self._wake()
+
+    def _current(self) -> tuple[tuple[ServiceInstance, ...], bool, bool]:
+        return (tuple(self.cache.instances(self.name)), self.cache.stale, self.loaded)
+
+    def _wake(self) -> None:
+        signal, self._signal = self._signal, asyncio.Event()
+        signal.set()
+
+    async def wait(self, index: int, timeout: float) -> None:
+        """Return when the index is not ``index`` any more, or after ``timeout`` seconds."""
+        if index != self.index or self._closed:
+            return
+        signal = self._signal
+        try:
+            async with asyncio.timeout(timeout):
+                await signal.wait()
+        except TimeoutError:
+            pass
+
+    async def changes(self, index: int) -> int:
+        """Wait (without a time limit) until the index differs from ``index``; return it."""
+        while index == self.index and not self._closed:
+            await self._signal.wait()
+        return self.index
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- providers -------------------------------------------------------------------
+
+    def provider(self, strategy: str, zone: str | None, tags: tuple[str, ...]) -> Provider:
+        """A provider (kept, so round robin goes round) for these options.
+
+        Raises:
+            ConfigurationError: unknown strategy, or ``zone`` strategy without a zone.
+        """
+        key = (strategy, zone, tags)
+        provider = self._providers.get(key)
+        if provider is None:
+
+            def current() -> Sequence[ServiceInstance]:
+                return self.instances(tags)
+
+            provider = Provider(current, strategy, zone=zone, name=self.name)
+            self._providers[key] = provider
+            while len(self._providers) > _MAX_PROVIDERS:
+                self._providers.popitem(last=False)
+        else:
+            self._providers.move_to_end(key)
+        return provider
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        try:
+            async for _ in self.cache.changes():
+                self.refresh()
+        except ClientClosedError:
+            pass
+
+    async def close(self) -> None:
+        """Stop following and close the cache; waiters return at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.cache.close()
+        except ZooKeeperError:
+            pass
+        self._wake()
+
+
+class Views:
+    """The views the agent keeps: watched ones from the config, and on-demand ones."""
+
+    def __init__(self, discovery: ServiceDiscovery, *, max_on_demand: int = 256) -> None:
+        self._discovery = discovery
+        self._views: dict[str, ServiceView] = {}
+        self._lock = asyncio.Lock()
+        self.max_on_demand = max_on_demand
+
+    def get(self, name: str) -> ServiceView | None:
+        return self._views.get(name)
+
+    def all(self) -> list[ServiceView]:
+        return [self._views[n] for n in sorted(self._views)]
+
+    def on_demand_count(self) -> int:
+        return sum(1 for v in self._views.values() if not v.pinned)
+
+    async def open(self, name: str, *, pinned: bool) -> ServiceView:
+        """The view of ``name``, started if new (never waits for ZooKeeper).
+
+        Raises:
+            ClientClosedError: the client is closed.
+            ConfigurationError: a name the registry format cannot express.
+        """
+        async with self._lock:
+            view = self._views.get(name)
+            if view is None:
+                # One discovery shares one cache per name, which is what we want here.
+                cache = await self._discovery.cache(name, wait=False)
+                view = ServiceView(name, cache, pinned=pinned)
+                self._views[name] = view
+            elif pinned:
+                view.pinned = True
+            return view
+
+    async def close_view(self, name: str) -> None:
+        """Stop keeping the view of ``name`` (a no-op when there is none)."""
+        async with self._lock:
+            view = self._views.pop(name, None)
+        if view is not None:
+            await view.close()
+
+    def refresh_all(self) -> None:
+        for view in self._views.values():
+            view.refresh()
+
+    async def close(self) -> None:
+        views = list(self._views.values())
+        self._views.clear()
+        await asyncio.gather(*(v.close() for v in views), return_exceptions=True)
