@@ -9,7 +9,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := default-jre-headless zookeeper libcurator-discovery-java
+APT_PACKAGES := default-jre-headless zookeeper libcurator-discovery-java libcurator-recipes-java
 
 # pytest-xdist workers.  The tests mostly wait (on ZooKeeper, timeouts, faults), not
 # compute, so more workers than the 2 cores pays off; beyond 4, the JVMs each worker
@@ -31,6 +31,7 @@ system-deps:
 	if [ -z "$${ZOOKEEPER_HOME:-}" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then \
 		missing="$$missing zookeeper"; fi; \
 	[ -f /usr/share/java/curator-x-discovery.jar ] || missing="$$missing libcurator-discovery-java"; \
+	[ -f /usr/share/java/curator-recipes.jar ] || missing="$$missing libcurator-recipes-java"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing from apt:$$missing"; \

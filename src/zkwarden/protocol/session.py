@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, error_for_code
 from ..types import ClientState, ClientStateChange
 from .framing import DEFAULT_MAX_SEND, check_send_size
 from .jute import Reader
@@ -267,8 +267,17 @@ class SessionMachine(Generic[T]):
         """Apply the server's ConnectResponse.
 
         Raises:
-            ProtocolError: the frame is not a ConnectResponse.
+            ProtocolError: the frame is not a ConnectResponse (a server that refuses to
+                open the session answers with a bare ReplyHeader: try another server).
         """
+        if len(payload) == 16:
+            # Not a ConnectResponse (36+ bytes) but a ReplyHeader: the server refused to
+            # create the session, e.g. NotReadOnly (-119) from a read-only server that has
+            # no local sessions (localSessionsEnabled=false).
+            _xid, _zxid, err = _REPLY_HEADER.unpack_from(payload, 0)
+            raise ProtocolError(
+                f"server refused the session: {type(error_for_code(err)).__name__} ({err})"
+            )
         response = ConnectResponse.read(Reader(payload))
         self.last_recv = now
         changes: list[ClientStateChange] = []
