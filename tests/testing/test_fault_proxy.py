@@ -253,7 +253,9 @@ def test_close_is_idempotent_bounded_and_from_any_thread(
     with pytest.raises(ProxyError):
         proxy.start()
     with pytest.raises(ProxyError):
-        proxy.stats()
+        proxy.reset()
+    final = proxy.stats()  # still readable after close
+    assert final.accepted == 1 and final.open == 0
 
 
 async def test_usable_from_async_code(fault_proxy: FaultProxy) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from zkwarden.errors import ConfigurationError
@@ -72,3 +74,18 @@ def test_members_came_back_after_previous_test(zk_ensemble: ZooKeeperEnsemble) -
 def test_ensemble_size_validation() -> None:
     with pytest.raises(ConfigurationError):
         ZooKeeperEnsemble(0)
+
+
+def test_read_only_mode_serves_new_sessions_without_quorum(raw_zk) -> None:
+    with ZooKeeperEnsemble(3, read_only_mode=True) as ensemble:
+        ensemble.stop_member(1)
+        ensemble.stop_member(2)
+        survivor = ensemble.members[0]
+        survivor.wait_ready(20)  # serving again once it switched to read-only mode
+        assert survivor.mode() == "read-only"
+        assert survivor.four_letter_word("isro") == "ro"
+        conn = raw_zk(survivor.host, survivor.port)
+        payload = struct.pack(">iqiqi16sb", 0, 0, 4000, 0, 16, b"\0" * 16, 1)
+        conn.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        hs = conn.parse_connect_response(conn.read_frame()[4:])
+        assert hs.session_id != 0 and hs.timeout > 0 and hs.read_only

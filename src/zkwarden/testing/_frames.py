@@ -15,6 +15,7 @@ __all__ = ("BOGUS_LENGTH", "FrameCutter", "FrameFault")
 #: :data:`BOGUS_LENGTH`, ``truncate`` sends half the frame and then asks to close.
 FrameFault = Literal["payload", "length", "truncate"]
 BOGUS_LENGTH = 0x7FFFFFFF
+_INVERT = bytes(b ^ 0xFF for b in range(256))
 
 
 class FrameCutter:
@@ -77,7 +78,7 @@ class FrameCutter:
                     return bytes(out), True
                 continue
             if self._mode == "payload":
-                piece = bytes(b ^ 0xFF for b in piece)
+                piece = piece.translate(_INVERT)
             out += piece
             if self._body_left == 0:
                 self._mode = None

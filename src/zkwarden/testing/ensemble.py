@@ -50,19 +50,28 @@ class ZooKeeperEnsemble:
         jvm_heap: str = "128m",
         extra_config: Mapping[str, str] | None = None,
         force_sync: bool = False,
+        client_ports: Sequence[int] | None = None,
     ) -> None:
         """Configure the ensemble; nothing starts until :meth:`start`.
 
+        ``client_ports`` fixes the members' client ports (one per member); by default
+        each gets a free port.
+
         Raises:
-            ConfigurationError: ``size`` < 1, or another option is out of range.
+            ConfigurationError: ``size`` < 1, ``client_ports`` not one per member, or
+                another option is out of range.
         """
         if size < 1:
             raise ConfigurationError(f"an ensemble needs at least one member, got {size}")
         if init_limit <= 0 or sync_limit <= 0:
             raise ConfigurationError("init_limit and sync_limit must be positive")
+        if client_ports is not None and len(client_ports) != size:
+            raise ConfigurationError(f"client_ports needs {size} ports, got {len(client_ports)}")
         self.size = size
         self._lock = threading.RLock()
-        client_ports = [free_port() for _ in range(size)]
+        client_ports = (
+            list(client_ports) if client_ports is not None else [free_port() for _ in range(size)]
+        )
         peer_ports = [(free_port(), free_port()) for _ in range(size)]
         quorum_config = {
             f"server.{i + 1}": f"{LOOPBACK}:{quorum}:{election}"
@@ -138,8 +147,12 @@ class ZooKeeperEnsemble:
     def stop(self) -> None:
         """Stop every member and delete all the ensemble's files.  Idempotent."""
         with self._lock:
-            for member in self._members:
-                member.stop()
+            # In parallel: each JVM takes a few hundred ms to shut down.
+            threads = [threading.Thread(target=m.stop, daemon=True) for m in self._members]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
 
     def stop_member(self, index: int) -> None:
         """Stop member ``index`` gracefully; its data is kept for :meth:`start_member`.

@@ -528,20 +528,23 @@ class FaultProxy:
     # -- stats ----------------------------------------------------------------------------
 
     def stats(self) -> ProxyStats:
-        """A snapshot of the counters.
+        """A snapshot of the counters (the final ones once the proxy is closed).
 
         Raises:
-            ProxyError: the proxy is not running.
+            ProxyError: the proxy was never started.
         """
-        return self._call(
-            lambda: ProxyStats(
-                bytes_up=self._bytes["upstream"],
-                bytes_down=self._bytes["downstream"],
-                accepted=self._accepted,
-                open=len(self._connections),
-                accept_then_closed=self._accept_then_closed,
-                upstream_failures=self._upstream_failures,
-            )
+        if self._closed and self._loop is not None:
+            return self._snapshot()
+        return self._call(self._snapshot)
+
+    def _snapshot(self) -> ProxyStats:
+        return ProxyStats(
+            bytes_up=self._bytes["upstream"],
+            bytes_down=self._bytes["downstream"],
+            accepted=self._accepted,
+            open=len(self._connections),
+            accept_then_closed=self._accept_then_closed,
+            upstream_failures=self._upstream_failures,
         )
 
     # -- forwarding (loop thread) ---------------------------------------------------------

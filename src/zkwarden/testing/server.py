@@ -130,6 +130,9 @@ class ZooKeeperServer:
     ``min_session_timeout``/``max_session_timeout`` say otherwise.  ``data_dir`` keeps the
     data outside the temporary directory (it survives :meth:`stop`); ``server_id`` writes a
     ``myid`` file, which an ensemble member needs (see :class:`ZooKeeperEnsemble`).
+    ``read_only_mode`` sets ``readonlymode.enabled`` and turns on local sessions, without
+    which a read-only 3.8 server accepts no new session (a session stays local, and so
+    bound to its server, until it creates an ephemeral node).
     ``maxClientCnxns`` defaults to 0 (unlimited) since many tests share one loopback IP;
     ``extra_config`` entries are written to ``zoo.cfg`` last and override everything.
 
@@ -192,6 +195,7 @@ class ZooKeeperServer:
         self._lock = threading.RLock()
         self._workdir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._served = False
 
     # -- addresses and files --------------------------------------------------------------
 
@@ -264,6 +268,12 @@ class ZooKeeperServer:
             config["minSessionTimeout"] = str(round(self.min_session_timeout * 1000))
         if self.max_session_timeout is not None:
             config["maxSessionTimeout"] = str(round(self.max_session_timeout * 1000))
+        if self.read_only_mode:
+            # A read-only (partitioned) 3.8 server answers a new global session with
+            # NOTREADONLY and drops resumed ones: only local sessions work there.  They are
+            # upgraded to global ones when they create an ephemeral node.
+            config["localSessionsEnabled"] = "true"
+            config["localSessionsUpgradingEnabled"] = "true"
         config.update(self.extra_config)
         return config
 
@@ -307,13 +317,18 @@ class ZooKeeperServer:
                 if wait:
                     self.wait_ready(timeout)
                 return self
-            attempts = 1 if self._fixed_port else 3
+            # Only a port we picked ourselves, never served on, may change under the caller.
+            attempts = 1 if self._fixed_port or self._served else 3
             for attempt in range(attempts):
-                self._launch()
+                try:
+                    self._launch()
+                except OSError as exc:  # no disk space, unreadable java, ...
+                    raise ServerStartError(f"cannot launch ZooKeeper: {exc}") from exc
                 if not wait:
                     return self
                 try:
                     self.wait_ready(timeout)
+                    self._served = True
                     return self
                 except ServerStartError:
                     if attempt + 1 < attempts and "Address already in use" in self._log_tail():
@@ -388,7 +403,7 @@ class ZooKeeperServer:
             except FourLetterWordError as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:
-                self._terminate(signal.SIGKILL, 0.0)
+                self._terminate(signal.SIGKILL, 5.0)
                 raise ServerStartError(
                     f"ZooKeeper on {self.connect_string} not serving after {timeout}s "
                     f"(last answer: {last})" + self._log_excerpt()
@@ -428,10 +443,12 @@ class ZooKeeperServer:
         Idempotent; never raises for an already stopped server.
         """
         with self._lock:
+            was_running = self.running
             self._terminate(signal.SIGTERM, self.stop_timeout)
             if cleanup:
                 self._cleanup_files()
-            _log.info("stopped ZooKeeper on %s", self.connect_string)
+            if was_running:
+                _log.info("stopped ZooKeeper on %s", self.connect_string)
 
     def _cleanup_files(self) -> None:
         workdir, self._workdir = self._workdir, None
