@@ -248,3 +248,12 @@ def test_chroot(zk_server: ZooKeeperServer, zk_path: str, observer: Client) -> N
         assert zk.chroot == zk_path
         zk.create("/inside", b"1")
     assert observer.get(f"{zk_path}/inside")[0] == b"1"
+
+
+def test_auth_failure_at_start_cleans_up(zk_hosts: str) -> None:
+    client = Client(zk_hosts, auth=[("nosuchscheme", "x")])
+    with pytest.raises(errors.AuthFailedError):
+        client.start(timeout=5.0)
+    assert wait_until(lambda: not zk_threads(), 3.0), zk_threads()
+    with pytest.raises(errors.ClientClosedError):
+        client.get("/")

@@ -406,8 +406,14 @@ class Client(Operations):
         # On the loop thread (an AsyncClient listener): hand over, never call user code.
         with self._lock:
             listeners = list(self._listeners.items())
+            closing = self._closing
         for fn, channel in listeners:
             self._dispatcher.post(channel, fn, change)
+        if change.state is ClientState.CLOSED and not closing:
+            # The AsyncClient closed itself (credentials rejected on a reconnect): stop our
+            # threads too. Not from here: close() waits for this very thread.
+            threading.Thread(target=self.close, name=f"{self._name}-closer",
+                             daemon=True).start()
 
     # --- watches -------------------------------------------------------------------------
 
