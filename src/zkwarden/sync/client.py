@@ -11,7 +11,10 @@ Thread model (DESIGN section 2, rules 3 and 4):
   thread per client, which a program with one or two clients never notices.
 * User callbacks (watch callbacks, state listeners) run on dispatcher threads, never on
   the loop thread: the loop keeps pinging and re-arming whatever a callback does, and a
-  callback may block, raise, call any Client method or close the client.
+  callback may block, raise, call any Client method or close the client. Callbacks of one
+  watch (or one listener) run one at a time, in order; those of different watches may
+  run at once on a small lazily-started pool (``max_callback_threads``), so one blocked
+  callback delays only its own watch, never the LOST notice a lock holder waits for.
 * ``close()`` works from any thread, including a callback: it waits (bounded) for the
   session close on the loop, never for the callback that called it.
 """
