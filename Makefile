@@ -61,8 +61,26 @@ clean:
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -maxdepth 2 -name '*.egg-info' -type d -prune -exec rm -rf {} +
 
+# The demo needs Python >= 3.11, Java and ZooKeeper (installed from apt when missing);
+# zkwarden itself has no dependencies, so it runs straight from this checkout.
+# `make demo DEMO_ARGS=--quick` for a shorter run.
+DEMO_ARGS ?=
 demo:
-	@echo "make demo: not yet"
+	@missing=""; \
+	command -v $(PYTHON) >/dev/null 2>&1 || missing="$$missing python3"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	if [ -z "$${ZOOKEEPER_HOME:-}" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then \
+		missing="$$missing zookeeper"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "make demo: installing from apt:$$missing"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			$$missing; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "make demo: zkwarden needs Python >= 3.11; $(PYTHON) is older (set PYTHON=...)" >&2; \
+		exit 1; }
+	@PYTHONPATH=src $(PYTHON) -m zkwarden demo $(DEMO_ARGS)
 
 bench:
 	@echo "make bench: not yet"

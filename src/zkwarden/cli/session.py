@@ -1,0 +1,198 @@
+"""Connection options and the async plumbing every verb shares.
+
+:class:`Options` holds the global options once resolved (``--hosts`` or
+``$ZOOKEEPER_HOSTS``, ``--session-timeout``, ``--timeout``, ``--auth``, ``--json``);
+:func:`connected` opens a client and reports an unreachable ensemble in one clear line;
+:class:`Interrupt` turns Ctrl-C/SIGTERM into an event for the verbs that run until
+interrupted, so they can clean up (unregister, close) before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .._aio.client import AsyncClient
+from ..errors import ConfigurationError, ConnectionLossError
+from .exitcodes import UnreachableError
+
+__all__ = (
+    "DEFAULT_HOSTS",
+    "Options",
+    "options_from_args",
+    "parse_auth",
+    "connected",
+    "Interrupt",
+    "run_until_interrupted",
+)
+
+T = TypeVar("T")
+
+#: The connect string used when neither --hosts nor $ZOOKEEPER_HOSTS is given.
+DEFAULT_HOSTS = "127.0.0.1:2181"
+DEFAULT_SESSION_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The resolved global options."""
+
+    hosts: str = DEFAULT_HOSTS
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT
+    auth: tuple[tuple[str, str], ...] = field(default=())
+    json: bool = False
+    verbose: int = 0
+
+
+def parse_auth(spec: str) -> tuple[str, str]:
+    """``digest:user:password`` → ``("digest", "user:password")``.
+
+    Raises:
+        ConfigurationError: no scheme or no credentials.
+    """
+    scheme, sep, credentials = spec.partition(":")
+    if not sep or not scheme or not credentials:
+        raise ConfigurationError(
+            f"--auth takes SCHEME:CREDENTIALS (e.g. digest:user:password), got {spec!r}"
+        )
+    return scheme, credentials
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """Resolve the global options (command line, then environment, then defaults).
+
+    Raises:
+        ConfigurationError: a bad --auth value or a non-positive timeout.
+    """
+    hosts = getattr(args, "hosts", None) or os.environ.get("ZOOKEEPER_HOSTS") or DEFAULT_HOSTS
+    session_timeout = getattr(args, "session_timeout", None) or DEFAULT_SESSION_TIMEOUT
+    timeout = getattr(args, "timeout", None) or DEFAULT_TIMEOUT
+    auth = tuple(parse_auth(a) for a in (getattr(args, "auth", None) or ()))
+    return Options(
+        hosts=hosts.strip(),
+        session_timeout=float(session_timeout),
+        timeout=float(timeout),
+        auth=auth,
+        json=bool(getattr(args, "json", False)),
+        verbose=int(getattr(args, "verbose", 0) or 0),
+    )
+
+
+def make_client(opts: Options) -> AsyncClient:
+    """A client for ``opts`` (not started).
+
+    Raises:
+        ConfigurationError: bad connect string or timeout.
+    """
+    return AsyncClient(
+        opts.hosts,
+        session_timeout=opts.session_timeout,
+        auth=list(opts.auth) or None,
+        request_timeout=opts.timeout,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected(opts: Options) -> AsyncIterator[AsyncClient]:
+    """A started client, closed on exit (its session closed on the server).
+
+    Raises:
+        UnreachableError: no server answered within ``opts.timeout``.
+        AuthFailedError: the server rejected ``--auth``.
+        ConfigurationError: bad connect string or timeout.
+    """
+    client = make_client(opts)
+    try:
+        await client.start(timeout=opts.timeout)
+    except ConnectionLossError as exc:
+        await client.close()
+        raise UnreachableError(
+            f"cannot reach ZooKeeper at {opts.hosts} within {opts.timeout:g}s "
+            "(is it running? `zkwarden server` starts one for development)"
+        ) from exc
+    except BaseException:
+        await client.close()
+        raise
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+class Interrupt:
+    """Ctrl-C (SIGINT) and SIGTERM as an asyncio event, while installed.
+
+    The first signal sets :attr:`event`; a second one cancels the task that installed the
+    handler (the verb gives up cleaning up). Outside the main thread, where signal
+    handlers cannot be installed, the event can only be set by code.
+    """
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signals = 0
+        self._installed: list[int] = []
+        self._task: asyncio.Task[object] | None = None
+
+    def _on_signal(self) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.event.set()
+        elif self._task is not None:
+            self._task.cancel()
+
+    def __enter__(self) -> Interrupt:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signals on this platform
+            self._installed.append(sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait for an interrupt; True if one came within ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run_until_interrupted(
+    work: Callable[[], Awaitable[T]], interrupt: Interrupt, *, duration: float | None = None
+) -> T | None:
+    """Run ``work()`` until it returns, an interrupt comes, or ``duration`` passes.
+
+    Returns the work's result, or None when it was stopped (then it was cancelled and
+    awaited). Exceptions of the work propagate.
+    """
+    task: asyncio.Task[T] = asyncio.ensure_future(work())
+    waiter = asyncio.ensure_future(interrupt.wait(duration))
+    try:
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    if task in done and not task.cancelled():
+        return task.result()
+    return None
