@@ -162,3 +162,37 @@ async def test_stream_ends_once_on_close(zk_hosts: str, zk_path: str) -> None:
     for _ in range(3):
         with pytest.raises(StopAsyncIteration):
             await stream.__anext__()
+
+
+async def test_closing_persistent_watch_keeps_rearming_one_shot_watch(
+    zk: Any, zk2: Any, zk_path: str
+) -> None:
+    # On ZooKeeper 3.8 removing a persistent watch (type 4) fails and the client falls
+    # back to RemoveWatches(ANY), which would also strip a one-shot watch on the same path
+    # whose re-arming read went out just before. Steer the re-arm into that window.
+    path = f"{zk_path}/both"
+    await zk.create(path, b"0", makepath=True)
+    one_shot = zk.watch(path)
+    await _next(one_shot)
+    persistent = await zk.add_watch(path, recursive=False)
+    await _next(persistent)
+    await zk2.set(path, b"1")
+    await asyncio.sleep(0.2)  # the one-shot watch has fired; its stream has not re-read
+    rearm: list[asyncio.Task[Any]] = []
+    real_remove = zk.remove_watches
+
+    async def remove_watches(p: str, watcher_type: Any = None) -> None:
+        try:
+            await real_remove(p, watcher_type)
+        finally:
+            if not rearm:  # after the first removal attempt: re-arm now, in the window
+                rearm.append(asyncio.create_task(one_shot.__anext__()))
+                await asyncio.sleep(0)
+
+    zk.remove_watches = remove_watches
+    await persistent.aclose()
+    assert rearm, "the persistent watch was not removed from the server"
+    assert (await asyncio.wait_for(rearm[0], 5)).data == b"1"
+    await zk2.set(path, b"2")
+    assert (await _next(one_shot)).data == b"2"
+    await one_shot.aclose()

@@ -969,6 +969,12 @@ class AsyncClient:
         return last
 
     def _has_one_shot_watchers(self, path: str) -> bool:
+        # Any live one-shot stream counts, armed or not: one whose re-arming read is in
+        # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
+        # would strip the watch it is about to get.
+        if any(isinstance(s, WatchStream) and s.path == path and not s.ended
+               for s in self._subscribers):
+            return True
         server_path = self._server_path_unchecked(path)
         return any(self._watches.has(k, server_path)
                    for k in (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD))
