@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
-import os
 import textwrap
 import time
 from pathlib import Path
@@ -15,6 +15,7 @@ import pytest
 
 from zkwarden import AsyncClient, ClientState, errors
 from zkwarden.testing import ZooKeeperEnsemble
+
 
 @pytest.mark.asyncio
 async def test_read_only_server_gives_read_only_state() -> None:
