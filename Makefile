@@ -82,5 +82,17 @@ demo:
 		exit 1; }
 	@PYTHONPATH=src $(PYTHON) -m zkwarden demo $(DEMO_ARGS)
 
-bench:
-	@echo "make bench: not yet"
+# The benchmarks (bench/README.md): starts its own ZooKeeper, installs kazoo and aiozk
+# (the `bench` extra) into .venv, runs every scenario for every client, prints the tables
+# and writes bench/results.json.  BENCH_ARGS is passed on (e.g. --only get_seq,get_pipelined
+# --rounds 7, or --quick for a smoke run).
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+bench: deps $(BENCH_STAMP)
+	@uptime
+	$(VPY) -m bench $(BENCH_ARGS)

@@ -1,0 +1,161 @@
+"""Shared plumbing: the server, event-loop threads, statistics, process measurements."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:  # running from a checkout without `pip install -e`
+    sys.path.insert(0, str(ROOT / "src"))
+
+from zkwarden.testing import ZooKeeperServer  # noqa: E402
+
+T = TypeVar("T")
+
+#: Every client gets the same session timeout. Long enough that a client whose loop sits
+#: idle while the others take their turn never comes near a read timeout.
+SESSION_TIMEOUT = 30.0
+
+
+class BenchServer(ZooKeeperServer):
+    """ZooKeeperServer with the JVM's full JIT.
+
+    The test harness caps HotSpot at C1 (``-XX:TieredStopAtLevel=1``) because tests start
+    hundreds of short-lived servers; a benchmark wants the server to run the way it runs in
+    production, so the cap is dropped (and the warm-up phase gives C2 time to compile).
+    """
+
+    def _command(self, config_path: str) -> list[str]:
+        return [a for a in super()._command(config_path) if a != "-XX:TieredStopAtLevel=1"]
+
+
+def start_server() -> ZooKeeperServer:
+    # tickTime 2 s (ZooKeeper's default) allows sessions of 4–40 s; forceSync off, so
+    # writes measure the clients, not the disk.
+    server = BenchServer(tick_time=2.0, force_sync=False, jvm_heap="1g")
+    server.start(timeout=60.0)
+    return server
+
+
+class LoopThread:
+    """An asyncio event loop running forever on its own thread.
+
+    Each asyncio client lives on one of these, so its pings go on while the other clients
+    take their turn; the main thread submits a round and waits (without using CPU).
+    """
+
+    def __init__(self, name: str, *, use_uvloop: bool = False) -> None:
+        if use_uvloop:
+            import uvloop
+
+            self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 600.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        async def _cancel_rest() -> None:
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        try:
+            self.run(_cancel_rest(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """The per-round samples of one client in one scenario (warm-up rounds excluded)."""
+
+    samples: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def low(self) -> float:
+        return min(self.samples)
+
+    @property
+    def high(self) -> float:
+        return max(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: how far apart the rounds were."""
+        m = self.median
+        return (self.high - self.low) / m if m else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+            "spread": self.spread,
+            "samples": self.samples,
+        }
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0–100), nearest rank; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(q / 100.0 * len(ordered) + 0.5))))
+    return ordered[rank - 1]
+
+
+# --- process measurements --------------------------------------------------------------------
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size from /proc/<pid>/statm."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
