@@ -254,10 +254,9 @@ class _Reader:
             raise self.fail(name, f"must be a list of non-empty strings, got {_show(value)}")
         return tuple(value)
 
-    def sub(self, name: str, *, required: bool = False) -> _Reader | None:
-        value = self.raw(name, _MISSING if required else None)
-        if value is None:
-            return None
+    def sub(self, name: str) -> _Reader:
+        """The table ``name`` (an empty one when absent)."""
+        value = self.raw(name, {})
         if not isinstance(value, dict):
             raise self.fail(name, f"must be a table, got {_show(value)}")
         return _Reader(self.source, value, self.key(name))
@@ -308,9 +307,7 @@ def _parse_listen(r: _Reader) -> tuple[str, int]:
 # --- sections ---------------------------------------------------------------------------------
 
 
-def _zookeeper(r: _Reader | None) -> ZooKeeperConfig:
-    if r is None:
-        return ZooKeeperConfig()
+def _zookeeper(r: _Reader) -> ZooKeeperConfig:
     hosts = r.text("hosts", "127.0.0.1:2181")
     try:
         parse_connect_string(hosts)
@@ -370,9 +367,7 @@ def _zookeeper(r: _Reader | None) -> ZooKeeperConfig:
     )
 
 
-def _agent(r: _Reader | None, base_dir: str) -> AgentSettings:
-    if r is None:
-        return AgentSettings()
+def _agent(r: _Reader, base_dir: str) -> AgentSettings:
     host, port = _parse_listen(r)
     snapshot_dir = r.text("snapshot_dir", None)
     if snapshot_dir is not None:
@@ -397,9 +392,7 @@ def _agent(r: _Reader | None, base_dir: str) -> AgentSettings:
     )
 
 
-def _log(r: _Reader | None) -> LogConfig:
-    if r is None:
-        return LogConfig()
+def _log(r: _Reader) -> LogConfig:
     level = r.text("level", "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise r.fail("level", f"must be debug, info, warning or error, got {_show(level)}")
@@ -417,8 +410,8 @@ def _check_name(r: _Reader, key: str, name: str) -> None:
         raise r.fail(key, str(exc)) from None
 
 
-def _check(r: _Reader | None, address: str, port: int | None) -> CheckConfig:
-    if r is None:
+def _check(r: _Reader, address: str, port: int | None) -> CheckConfig:
+    if not r.table:
         return CheckConfig()
     kind = r.text("type")
     if kind not in ("http", "tcp", "command", "none"):

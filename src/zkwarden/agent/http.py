@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -159,6 +160,12 @@ class ApiServer:
         except _BadRequest as exc:
             code = 400
             return _error(400, str(exc))
+        except Exception as exc:
+            self._agent.events.limited(
+                "http-error", logging.ERROR, "http_error",
+                f"{request.method} {request.path} failed: {exc!r}", path=request.path,
+            )
+            return _error(500, f"internal error: {type(exc).__name__}")
         finally:
             self._agent.metrics.http_requests.labels(
                 route=route, method=request.method, code=str(code)

@@ -363,6 +363,12 @@ class Agent:
         changed = [
             s for k, s in wanted.items() if k in self.services and self.services[k].config != s
         ]
+        # A change that moves the node (layouts that name nodes by address) is a removal
+        # plus an addition; anything else is updated in place.
+        moved = [s for s in changed if self._node_moves(self.services[s.key], s)]
+        changed = [s for s in changed if s not in moved]
+        removed += [s.key for s in moved]
+        added += moved
         for key in removed:
             self._remove_service(key)
         for svc_cfg in added:
@@ -391,6 +397,14 @@ class Agent:
             removed=[f"{k[0]}/{k[1]}" for k in removed],
             changed=[f"{s.name}/{s.id}" for s in changed],
         )
+
+    def _node_moves(self, svc: LocalService, new: ServiceConfig) -> bool:
+        registry = self.registry
+        old_inst = svc.instance
+        new_inst = new.instance(old_inst.registration_time)
+        return registry.format.instance_path(
+            registry.base_path, old_inst
+        ) != registry.format.instance_path(registry.base_path, new_inst)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -431,7 +445,7 @@ class Agent:
                 state=change.state.value,
             )
         if self._views is not None:
-            self._views.refresh_all()
+            self._views.refresh_all(reconnected=change.state in _CONNECTED)
 
     # --- reporting -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from ..discovery import Provider, ServiceCache, ServiceDiscovery, ServiceInstance
+from ..discovery import Provider, Resynced, ServiceCache, ServiceDiscovery, ServiceInstance
 from ..errors import ClientClosedError, ZooKeeperError
 
 __all__ = ("ServiceView", "Views")
@@ -36,6 +36,8 @@ class ServiceView:
         self.pinned = pinned
         self.index = 1
         self._signal = asyncio.Event()
+        # After a (re)connect the view is not current until the cache has re-read it.
+        self._resyncing = False
         self._state = self._current()
         self._went_stale_at: float | None = None
         self._was_live = not cache.stale
@@ -56,7 +58,14 @@ class ServiceView:
 
     @property
     def stale(self) -> bool:
-        return self.cache.stale
+        """True while the view may be out of date: no session, served from the snapshot,
+        or reconnected but not re-read yet."""
+        return self.cache.stale or self._resyncing
+
+    def mark_resyncing(self) -> None:
+        """The session (re)connected: stale until the cache's next full re-read."""
+        if self.loaded:
+            self._resyncing = True
 
     def instances(self, tags: Sequence[str] = ()) -> list[ServiceInstance]:
         """The instances (having every tag in ``tags``), sorted by id."""
@@ -75,7 +84,7 @@ class ServiceView:
 
     def refresh(self) -> None:
         """Re-evaluate the view; bump the index and wake waiters if the answer changed."""
-        stale = self.cache.stale
+        stale = self.stale
         if stale and self._was_live and self._state[1] is False:
             self._went_stale_at = time.time()
         if not stale:
@@ -87,7 +96,7 @@ class ServiceView:
             self._wake()
 
     def _current(self) -> tuple[tuple[ServiceInstance, ...], bool, bool]:
-        return (tuple(self.cache.instances(self.name)), self.cache.stale, self.loaded)
+        return (tuple(self.cache.instances(self.name)), self.stale, self.loaded)
 
     def _wake(self) -> None:
         signal, self._signal = self._signal, asyncio.Event()
@@ -141,7 +150,9 @@ class ServiceView:
 
     async def _follow(self) -> None:
         try:
-            async for _ in self.cache.changes():
+            async for change in self.cache.changes():
+                if isinstance(change, Resynced) and not change.stale:
+                    self._resyncing = False
                 self.refresh()
         except ClientClosedError:
             pass
@@ -203,8 +214,10 @@ class Views:
         if view is not None:
             await view.close()
 
-    def refresh_all(self) -> None:
+    def refresh_all(self, *, reconnected: bool = False) -> None:
         for view in self._views.values():
+            if reconnected:
+                view.mark_resyncing()
             view.refresh()
 
     async def close(self) -> None:
