@@ -135,6 +135,7 @@ def _event_text(doc: dict[str, Any]) -> str:
 async def _watch_loop(zk: AsyncClient, path: str, args: argparse.Namespace, out: Output) -> None:
     kind = "persistent recursive" if args.recursive else "persistent"
     first = True
+    renewed = False
     while True:
         stream = zk.add_watch(path, recursive=args.recursive)
         try:
@@ -142,12 +143,17 @@ async def _watch_loop(zk: AsyncClient, path: str, args: argparse.Namespace, out:
                 if event.type is EventType.NONE:
                     if first and not out.json_mode:
                         out.note(f"watching {path} ({kind} watch); Ctrl-C to stop")
-                    elif first:
+                    elif first or renewed:
                         out.json({"time": time.time(), "watching": path,
-                                  "recursive": args.recursive}, stream=True)
-                    # Later NONE events mark a re-arm after a reconnect, which the state
+                                  "recursive": args.recursive,
+                                  "session": f"0x{zk.session_id or 0:x}"}, stream=True)
+                    if renewed and not out.json_mode:
+                        out.line(f"-- {clock()} watching {path} again on session "
+                                 f"0x{zk.session_id or 0:x} (changes made meanwhile are "
+                                 "not replayed)")
+                    # Other NONE events mark a re-arm after a reconnect, which the state
                     # reporter has just announced.
-                    first = False
+                    first = renewed = False
                     continue
                 doc = await _event_doc(zk, event, args.data)
                 if out.json_mode:
@@ -157,6 +163,7 @@ async def _watch_loop(zk: AsyncClient, path: str, args: argparse.Namespace, out:
         except SessionExpiredError:
             # Said already by the state reporter; subscribe again on the new session.
             await wait_connected(zk)
+            renewed = True
             continue
         except ClientClosedError:
             return
@@ -171,7 +178,7 @@ async def cmd_watch(args: argparse.Namespace, opts: Options, out: Output) -> int
         reporter = StateReporter(
             out, zk,
             after_resume="; watch kept (changes made while disconnected are not replayed)",
-            after_new="; watching again",
+            after_new="; subscribing again",
         )
         zk.add_listener(reporter)
         try:
