@@ -4,7 +4,9 @@ snapshots, blocking queries, picks, metrics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from zkwarden.agent import CheckConfig
 from zkwarden.discovery import (
     Added,
     CacheChange,
@@ -20,7 +23,7 @@ from zkwarden.discovery import (
     ServiceInstance,
     ServiceRegistry,
 )
-from zkwarden.testing import FaultProxy, expire_session_async
+from zkwarden.testing import FaultProxy, expire_session_async, free_port
 
 from .conftest import FALL, INTERVAL, RISE, HealthService, get_json, service_entry, until
 
@@ -334,3 +337,85 @@ async def test_metrics_parse_and_move(
     assert value(second, "registration_changes_total", service="web", action="register") == 2
     assert value(second, "check_duration_seconds_count", service="web", id="web-1") > 0
     assert value(second, "http_requests_total", route="/metrics", method="GET", code="200") >= 2
+
+
+async def test_conflicting_owner_then_registered_when_it_goes(
+    make_agent: Any, make_client: Any, zk_path: str, http: aiohttp.ClientSession
+) -> None:
+    base = f"{zk_path}/services"
+    other = await make_client()
+    squatter = ServiceRegistry(other, base)
+    taken = ServiceInstance(name="web", id="web-1", address="10.9.9.9", port=1)
+    await squatter.register(taken)
+    agent = await make_agent([service_entry("web", "web-1", 8080)])
+
+    async def registration() -> str:
+        _, health, _ = await get_json(http, agent.base_url + "/v1/health")
+        return str(health["checks"][0]["registration"])
+
+    await until(lambda: _is(registration(), "conflict"), 10, "conflict reported")
+    _, stat = await other.get(f"{base}/web/web-1")
+    assert stat.ephemeral_owner == other.session_id  # the agent never took it over
+    await squatter.unregister(taken)
+    await until(lambda: _is(registration(), "registered"), 15, "registered once free")
+    _, stat = await other.get(f"{base}/web/web-1")
+    assert stat.ephemeral_owner == agent.client.session_id
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return (await value) == expected
+
+
+async def test_reload_in_process_check_change_keeps_registration(
+    make_agent: Any, make_client: Any, health_service: HealthService, zk_path: str
+) -> None:
+    base = f"{zk_path}/services"
+    agent = await make_agent(
+        [service_entry("web", "w", health_service.port,
+                       {"type": "http", "url": health_service.url})]
+    )
+    watcher = await make_client()
+    node = f"{base}/web/w"
+    await until(lambda: watcher.exists(node), 10, "registered")
+    before = await watcher.exists(node)
+    # Same instance, another check (tcp instead of http, slower): nothing moves.
+    tcp = CheckConfig(type="tcp", host="127.0.0.1", port=health_service.port,
+                      interval=0.5, timeout=0.5, rise=3, fall=3)
+    new = dataclasses.replace(agent.config.services[0], check=tcp)
+    cfg = dataclasses.replace(agent.config, services=(new,))
+    assert await agent.reload(cfg)
+    await asyncio.sleep(1.2)
+    after = await watcher.exists(node)
+    assert after is not None and before is not None
+    assert (after.czxid, after.mzxid) == (before.czxid, before.mzxid)
+    (svc,) = agent.services.values()
+    assert svc.status == "passing" and svc.config.check.type == "tcp"
+    assert svc.health.successes >= 2
+    # A rejected reload (no file to read) leaves everything as it was.
+    assert not await agent.reload()
+
+
+async def test_outage_logs_are_rate_limited(
+    make_agent: Any, fault_proxy: FaultProxy, caplog: Any, http: aiohttp.ClientSession
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="zkwarden")
+    fault_proxy.refuse_connections()
+    failing = {"type": "tcp", "host": "127.0.0.1", "port": free_port()}
+    agent = await make_agent([service_entry("web", "w", 1, failing)], watch=["web"],
+                             hosts=fault_proxy.connect_string)
+    started = time.monotonic()
+    # With ZooKeeper down and no snapshot, a view answers 503 without hanging for long.
+    status, body, _ = await get_json(http, agent.base_url + "/v1/services/web")
+    assert status == 503 and body["stale"] is True
+    await asyncio.sleep(3.0 - (time.monotonic() - started))
+    checks = 3.0 / INTERVAL
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    failed_lines = [r for r in lines if getattr(r, "event", "") == "check_failed"]
+    connect_lines = [r for r in lines if "cannot connect" in r.getMessage()]
+    print(f"\nMEASURED outage: {len(lines)} log lines in 3 s ({checks:.0f} failed checks, "
+          f"{agent.client.connect_attempts} connect attempts)")
+    assert len(failed_lines) <= 3  # 1 s, 2 s, 4 s ... apart
+    assert len(connect_lines) <= 6
+    assert len(lines) <= 20
+    fault_proxy.pass_through()
+    await agent.stop()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from zkwarden.discovery import Added, CacheChange, Removed, ServiceDiscovery, Updated
-from zkwarden.testing import ZooKeeperServer
+from zkwarden.testing import FaultProxy, ZooKeeperServer
 
 from .conftest import FALL, INTERVAL, RISE, get_json, until, write_config
 
@@ -161,3 +161,33 @@ async def test_sighup_applies_the_difference_without_flapping(
     await until(lambda: not cache.instances(), 2, "all unregistered")
     events = {e["event"] for e in _events(proc.log())}
     assert {"config_reloaded", "reload_rejected", "agent_stopped"} <= events
+
+
+async def test_sigterm_while_zookeeper_unreachable_exits_0_in_bounded_time(
+    agent_process: Any, make_client: Any, fault_proxy: FaultProxy, zk_path: str,
+    tmp_path: Path, tcp_service: int, listen_port: int, http: aiohttp.ClientSession,
+) -> None:
+    base = f"{zk_path}/services"
+    config = tmp_path / "agent.toml"
+    write_config(config, hosts=fault_proxy.connect_string, base_path=base,
+                 listen_port=listen_port, services=[_svc("dark", tcp_service)])
+    proc = agent_process(config, listen_port)
+    await proc.wait_serving(http)
+    watcher = await make_client()
+    node = f"{base}/web/dark"
+    await until(lambda: watcher.exists(node), 15, "registered")
+    fault_proxy.blackhole()
+    proc.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = await proc.wait(15)
+    exited = time.monotonic() - signalled
+    print(f"\nMEASURED SIGTERM with ZooKeeper blackholed: exited after {exited * 1000:.0f} ms "
+          f"(shutdown_timeout 5 s)")
+    assert code == 0, proc.log()
+    assert exited < 5.0 + 3.0  # the budget, plus the client's bounded close
+    fault_proxy.pass_through()
+
+    async def gone() -> bool:
+        return await watcher.exists(node) is None
+
+    await until(gone, 5, "the session's node went with the session")

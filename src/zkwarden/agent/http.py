@@ -207,8 +207,8 @@ class ApiServer:
                 view = await agent.views.open(name, pinned=False)
             except ConfigurationError as exc:
                 return _error(400, f"bad service name: {exc}")
-        if not view.loaded:
-            # A new view (or ZooKeeper still connecting): give the first read a moment.
+        if not view.loaded and (agent.connected or agent.connecting_first_time):
+            # A new view, or the first session on its way: give the first read a moment.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_LOAD_WAIT):
                     index = view.index

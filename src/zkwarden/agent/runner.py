@@ -29,6 +29,7 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -145,6 +146,16 @@ class Agent:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def connecting_first_time(self) -> bool:
+        """True while the very first session is still being set up (a few seconds at most)."""
+        client = self._client
+        return (
+            client is not None
+            and not self._ever_connected
+            and time.time() - self.started_at < self.config.zookeeper.session_timeout
+        )
+
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -233,17 +244,7 @@ class Agent:
         services = list(self.services.values())
         await asyncio.gather(*(s.stop(unregister=False) for s in services), return_exceptions=True)
         if self._registry is not None:
-            # Deletes every node we own. Without a session this can only wait for one, so
-            # it gets a short grace then; closing the client ends the session anyway.
-            grace = left() if self.connected else min(1.0, left())
-            try:
-                async with asyncio.timeout(grace):
-                    await self._registry.close()
-            except TimeoutError:
-                self.events.warning(
-                    "unregister_timeout",
-                    f"could not unregister within {grace:.1f}s; closing the session instead",
-                )
+            await self._unregister_all(left)
         for task in list(self._removing.values()):
             task.cancel()
         await asyncio.gather(*self._removing.values(), return_exceptions=True)
@@ -264,6 +265,35 @@ class Agent:
             seconds=round(self.shutdown_seconds, 3),
         )
         self._stopped.set()
+
+    async def _unregister_all(self, left: Callable[[], float]) -> None:
+        """Delete every node we own, within the shutdown budget.
+
+        Without a session the deletes can only wait for one: once the connection has been
+        down for a second, give up; closing the client ends the session (and its
+        ephemeral nodes) anyway, or the server expires it.
+        """
+        assert self._registry is not None
+        task = asyncio.get_running_loop().create_task(self._registry.close())
+        down_since: float | None = None
+        while not task.done():
+            await asyncio.wait([task], timeout=min(0.1, left()))
+            now = time.monotonic()
+            if self.connected:
+                down_since = None
+            elif down_since is None:
+                down_since = now
+            if task.done():
+                break
+            if left() <= 0.1 or (down_since is not None and now - down_since >= 1.0):
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.events.warning(
+                    "unregister_incomplete",
+                    "could not delete every registration (ZooKeeper unreachable); closing "
+                    "the session instead",
+                )
+                return
 
     async def __aenter__(self) -> Agent:
         await self.start()
