@@ -24,7 +24,7 @@ from ._support import REPO, Cli, Proc
 
 ROWS = [
     r"network drop 1\.5 s",
-    r"silent drop 4\.5 s > session",
+    r"silent drop 5\.5 s > session",
     r"rolling restart 25% batches",
     r"close\(\) in watch callback",
     r"accept-then-close 3 s",

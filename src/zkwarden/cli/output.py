@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -132,6 +133,9 @@ class Progress:
             return
         line = self._indent + text
         if self._tty:
+            width = shutil.get_terminal_size().columns - 1
+            if len(line) > width:
+                line = line[: max(width - 1, 0)] + "…"
             pad = max(0, self._width - len(line))
             self._out.stdout.write("\r" + line + " " * pad)
             self._out.stdout.flush()

@@ -66,8 +66,8 @@ class DemoConfig:
         """The standard configuration, or the quick one, with optional sizes."""
         if quick:
             return cls(quick=True, instances=instances or 10, clients=clients or 2,
-                       caches=caches or 2, session_timeout=3.0, tick_time=0.2,
-                       short_drop=1.5, long_drop=4.5, flap=3.0, recover_limit=15.0)
+                       caches=caches or 2, session_timeout=4.0, tick_time=0.2,
+                       short_drop=1.5, long_drop=5.5, flap=3.0, recover_limit=15.0)
         return cls(quick=False, instances=instances or 50, clients=clients or 5,
                    caches=caches or 5, session_timeout=6.0, tick_time=0.2,
                    short_drop=3.0, long_drop=8.0, flap=15.0, recover_limit=20.0)
@@ -135,9 +135,9 @@ class Status:
         if self.lost:
             trouble.append(f"{self.lost} lost")
         extra = f" ({', '.join(trouble)})" if trouble else ""
-        return (f"clients {self.connected}/{self.clients} connected{extra}  "
+        return (f"clients {self.connected}/{self.clients} up{extra}  "
                 f"views=truth {self.views_equal}/{self.caches}  "
-                f"registry {self.truth_count} nodes")
+                f"registry {self.truth_count}")
 
 
 class Fleet:
@@ -290,9 +290,13 @@ class Fleet:
             text = f"{elapsed:5.1f}s  {phase:<12} {status.text()}  attempts +{attempts}"
             key = f"{phase} {status.text()}"
             self.report.progress.update(text, key=key)
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is None:
+                await asyncio.sleep(0.25)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return status, False
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(min(0.25, remaining))
 
     async def leaks(self, settle: float = 2.0) -> tuple[int, int, list[str]]:
         """(nodes, sessions) that outlived their owner, waiting up to ``settle`` seconds for

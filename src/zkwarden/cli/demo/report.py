@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +101,8 @@ class Report:
             return
         self.out.line()
         self.out.line(f"[{number}/{total}] {title}")
-        self.out.line(f"    {narration}")
+        self.out.lines(textwrap.wrap(narration, width=92, initial_indent="    ",
+                                     subsequent_indent="    "))
 
     def note(self, text: str) -> None:
         """A line of commentary inside an incident."""
