@@ -150,3 +150,21 @@ def test_format_constraints_checked_at_load() -> None:
     }
     with pytest.raises(ConfigurationError, match=r"service\[0\]"):
         parse_config(doc)
+
+
+def test_listen_address_in_use_exit_1(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "agent.toml"
+        path.write_text(f'[agent]\nlisten = "127.0.0.1:{port}"\n[log]\nformat = "json"\n')
+        env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run(
+            [sys.executable, "-m", "zkwarden.agent", "-c", str(path)],
+            capture_output=True, text=True, timeout=30, env=env,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert '"event": "start_failed"' in proc.stderr and str(port) in proc.stderr

@@ -315,8 +315,8 @@ class ApiServer:
                         await view.changes(sent)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         return response
 
     async def pick(self, request: web.Request) -> web.Response:

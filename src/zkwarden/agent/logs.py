@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ("EventLog", "JSONFormatter", "TextFormatter", "configure_logging", "logger")
+__all__ = (
+    "EventLog",
+    "JSONFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "restore_logging",
+    "logger",
+)
 
 #: The agent's logger.
 logger = logging.getLogger("zkwarden.agent")
@@ -142,6 +149,7 @@ class EventLog:
 
 
 _installed: logging.Handler | None = None
+_saved: tuple[int, bool] | None = None
 
 
 def configure_logging(
@@ -151,8 +159,10 @@ def configure_logging(
 
     Calling it again (a reload) replaces the handler it installed before.
     """
-    global _installed
+    global _installed, _saved
     root = logging.getLogger("zkwarden")
+    if _saved is None:
+        _saved = (root.level, root.propagate)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     if _installed is not None:
@@ -162,3 +172,17 @@ def configure_logging(
     root.propagate = False
     _installed = handler
     return handler
+
+
+def restore_logging() -> None:
+    """Undo :func:`configure_logging` (the agent does this when it exits)."""
+    global _installed, _saved
+    root = logging.getLogger("zkwarden")
+    if _installed is not None:
+        root.removeHandler(_installed)
+        _installed.flush()
+        _installed = None
+    if _saved is not None:
+        root.setLevel(_saved[0])
+        root.propagate = _saved[1]
+        _saved = None

@@ -41,7 +41,7 @@ from ..errors import ConfigurationError, ZooKeeperError
 from ..types import ClientState, ClientStateChange
 from .config import AgentConfig, ServiceConfig, TLSConfig, load_config
 from .http import ApiServer
-from .logs import EventLog, configure_logging
+from .logs import EventLog, configure_logging, restore_logging
 from .metrics import REGISTRATION_STATES, AgentMetrics
 from .service import LocalService
 from .views import Views
@@ -101,6 +101,7 @@ class Agent:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._ever_connected = False
+        self._started = False
         self._last_session: int | None = None
         #: seconds the last :meth:`stop` took
         self.shutdown_seconds: float | None = None
@@ -194,6 +195,7 @@ class Agent:
             self._add_service(svc_cfg)
         for name in cfg.agent.watch:
             await self._views.open(name, pinned=True)
+        self._started = True
         host, port = self.address
         self.events.info(
             "agent_started",
@@ -212,7 +214,8 @@ class Agent:
 
     def request_reload(self) -> None:
         """Reload the config file in the background (the SIGHUP handler)."""
-        if self._stopping:
+        if self._stopping or not self._started:
+            self.events.warning("reload_ignored", "not reloading: the agent is not running")
             return
         task = asyncio.get_running_loop().create_task(self.reload())
         self._background.add(task)
@@ -542,22 +545,17 @@ async def run_agent(config_path: str) -> int:
         print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log.level, config.log.format)
-    agent = Agent(config, config_path=config_path, manage_logging=True)
     try:
-        await agent.start()
-    except OSError as exc:
-        agent.events.error(
-            "start_failed",
-            f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}: {exc}",
-        )
-        await agent.stop()
-        return EXIT_FAILURE
-    except ConfigurationError as exc:
-        print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
-        await agent.stop()
-        return EXIT_CONFIG
+        return await _run(config, config_path)
+    finally:
+        restore_logging()
+
+
+async def _run(config: AgentConfig, config_path: str) -> int:
+    agent = Agent(config, config_path=config_path, manage_logging=True)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
+    # Handlers first: a SIGTERM during start-up still means a clean stop.
     for sig, action in (
         (signal.SIGTERM, lambda: agent.request_stop("SIGTERM")),
         (signal.SIGINT, lambda: agent.request_stop("SIGINT")),
@@ -567,6 +565,18 @@ async def run_agent(config_path: str) -> int:
             loop.add_signal_handler(sig, action)
             handled.append(sig)
     try:
+        try:
+            await agent.start()
+        except OSError as exc:
+            agent.events.error(
+                "start_failed",
+                f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}: "
+                f"{exc.strerror or exc}",
+            )
+            return EXIT_FAILURE
+        except ConfigurationError as exc:
+            print(f"zkwarden agent: {exc}".replace("\n", " "), file=sys.stderr)
+            return EXIT_CONFIG
         await agent.wait_stop_requested()
     finally:
         await agent.stop()
