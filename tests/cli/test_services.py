@@ -69,6 +69,16 @@ def test_register_keeps_the_registration_through_expiry(
     assert zk.exists(f"{base}/api/x") is None
 
 
+def test_register_refuses_an_id_another_session_owns(cli: Cli, zk: Client, zk_path: str) -> None:
+    base = f"{zk_path}/services"
+    fmt = get_format("curator")
+    inst = ServiceInstance("web", id="taken", address="h", port=1)
+    zk.create(fmt.instance_path(base, inst), fmt.encode(inst), ephemeral=True, makepath=True)
+    r = cli("register", "web", "--id", "taken", "--address", "h", "--port", "2",
+            "--base-path", base)
+    assert "another live session" in r.assert_one_line_error(exitcodes.NODE_EXISTS)
+
+
 def test_register_formats_and_json(cli: Cli, zk_path: str) -> None:
     r = cli("--json", "register", "echo", "--address", "10.0.0.9", "--port", "8972",
             "--format", "rpcx", "--base-path", f"{zk_path}/rpcx", "--duration", "0.2")

@@ -43,6 +43,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of exiting, so main() returns the code."""
 
     def error(self, message: str) -> Any:
+        """Print the usage and raise instead of exiting."""
         self.print_usage(sys.stderr)
         raise _UsageError(f"{self.prog}: {message}")
 

@@ -7,9 +7,11 @@ code  name                    meaning
 ====  ======================  ===========================================================
 0     OK                      success (also: a command that runs until Ctrl-C was stopped)
 1     ERROR                   any other error (server error, harness failure, I/O error)
-2     USAGE                   bad usage or configuration (arguments, path, connect string)
+2     USAGE                   bad usage or configuration (arguments, path, connect string,
+                              Java/ZooKeeper missing for `server` and `demo`)
 3     NO_NODE                 the node does not exist
-4     NODE_EXISTS             the node already exists
+4     NODE_EXISTS             the node already exists (or the instance is registered by
+                              another live session)
 5     NOT_EMPTY               the node has children
 6     BAD_VERSION             the version did not match
 7     NO_AUTH                 not authorized, or authentication failed
@@ -30,6 +32,7 @@ from ..errors import (
     ClientClosedError,
     ClientError,
     ConnectionLossError,
+    DuplicateInstanceError,
     NoAuthError,
     NodeExistsError,
     NoNodeError,
@@ -91,7 +94,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(ERROR, "ERROR", "any other error (server error, harness failure, I/O error)"),
     ExitCode(USAGE, "USAGE", "bad usage or configuration (arguments, path, connect string)"),
     ExitCode(NO_NODE, "NO_NODE", "the node does not exist"),
-    ExitCode(NODE_EXISTS, "NODE_EXISTS", "the node already exists"),
+    ExitCode(NODE_EXISTS, "NODE_EXISTS",
+             "the node already exists (register: another live session owns the id)"),
     ExitCode(NOT_EMPTY, "NOT_EMPTY", "the node has children"),
     ExitCode(BAD_VERSION, "BAD_VERSION", "the version did not match"),
     ExitCode(NO_AUTH, "NO_AUTH", "not authorized, or authentication failed"),
@@ -110,6 +114,7 @@ class UnreachableError(ConnectionLossError):
 _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (NoNodeError, NO_NODE),
     (NodeExistsError, NODE_EXISTS),
+    (DuplicateInstanceError, NODE_EXISTS),
     (NotEmptyError, NOT_EMPTY),
     (BadVersionError, BAD_VERSION),
     (NoAuthError, NO_AUTH),

@@ -45,10 +45,12 @@ class Output:
 
     @property
     def stdout(self) -> TextIO:
+        """The current ``sys.stdout``."""
         return sys.stdout
 
     @property
     def stderr(self) -> TextIO:
+        """The current ``sys.stderr``."""
         return sys.stderr
 
     @property
@@ -267,10 +269,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @property
     def stream(self) -> TextIO:
+        """Always the current ``sys.stderr``."""
         return sys.stderr
 
     @stream.setter
     def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is looked up at each record."""
         pass
 
 

@@ -34,6 +34,7 @@ class TreeNode:
 
     @property
     def name(self) -> str:
+        """The node's last path component (``/`` for the root)."""
         return self.path if self.path == "/" else _paths.basename(self.path)
 
     def totals(self) -> tuple[int, int]:

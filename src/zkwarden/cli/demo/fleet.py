@@ -85,6 +85,7 @@ class ClientLog:
         self.times.append(time.monotonic())
 
     def since(self, mark: int) -> list[ClientStateChange]:
+        """The changes after position ``mark``."""
         return self.changes[mark:]
 
     def first_time(self, mark: int, state: ClientState) -> float | None:
@@ -129,6 +130,7 @@ class Status:
                 and self.truth_ok)
 
     def text(self) -> str:
+        """The status as the progress line shows it."""
         trouble = []
         if self.suspended:
             trouble.append(f"{self.suspended} suspended")
@@ -164,10 +166,12 @@ class Fleet:
 
     @property
     def members(self) -> list[Member]:
+        """Every fleet client: registrars, then caches."""
         return [*self.registrars, *self.watchers]
 
     @property
     def proxied(self) -> str:
+        """The proxy's connect string, which every fleet client uses."""
         assert self.proxy is not None
         return self.proxy.connect_string
 
@@ -232,6 +236,7 @@ class Fleet:
     # --- measuring -----------------------------------------------------------------------
 
     def clients(self) -> list[AsyncClient]:
+        """The fleet's clients (not the observer)."""
         return [m.client for m in self.members]
 
     def attempts(self) -> int:
@@ -250,10 +255,12 @@ class Fleet:
         return {i.id: i for i in await self._truth_reader.instances(NAME)}
 
     def view(self, member: Member) -> dict[str, ServiceInstance]:
+        """A cache's current view, by instance id."""
         assert member.cache is not None
         return {i.id: i for i in member.cache.instances()}
 
     async def status(self) -> Status:
+        """The fleet now: client states, views against the truth."""
         truth = await self.truth()
         states = [c.state for c in self.clients()]
         return Status(

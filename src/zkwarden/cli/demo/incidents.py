@@ -104,6 +104,7 @@ def _outage_checks(verdict: Verdict, fleet: Fleet, wall: float) -> None:
 
 
 async def network_drop(fleet: Fleet, report: Report) -> Verdict:
+    """Cut every connection and drop everything for less than the session timeout."""
     cfg = fleet.config
     verdict = Verdict(f"network drop {cfg.short_drop:g} s")
     proxy = fleet.proxy
@@ -138,6 +139,7 @@ async def network_drop(fleet: Fleet, report: Report) -> Verdict:
 
 
 async def long_drop(fleet: Fleet, report: Report) -> Verdict:
+    """Drop every packet silently for longer than the session timeout."""
     cfg = fleet.config
     verdict = Verdict(f"silent drop {cfg.long_drop:g} s > session")
     proxy = fleet.proxy
@@ -179,6 +181,7 @@ def _number(instance: ServiceInstance) -> int:
 
 
 async def rolling_restart(fleet: Fleet, report: Report) -> Verdict:
+    """Replace every instance by a new one, in batches with short gaps."""
     cfg = fleet.config
     pct = round(cfg.batch_fraction * 100)
     verdict = Verdict(f"rolling restart {pct}% batches")
@@ -232,6 +235,7 @@ async def rolling_restart(fleet: Fleet, report: Report) -> Verdict:
 
 
 async def close_in_callback(fleet: Fleet, report: Report) -> Verdict:
+    """A blocking Client closes itself from inside its own watch callback."""
     cfg = fleet.config
     verdict = Verdict("close() in watch callback")
     assert fleet.observer is not None
@@ -322,6 +326,7 @@ async def _session_gone_after(
 
 
 async def flapping_server(fleet: Fleet, report: Report) -> Verdict:
+    """Accept every connection and close it at once, for a while."""
     cfg = fleet.config
     verdict = Verdict(f"accept-then-close {cfg.flap:g} s")
     proxy = fleet.proxy

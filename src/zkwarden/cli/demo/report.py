@@ -37,10 +37,12 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
+        """True when every check held."""
         return all(c.ok for c in self.checks)
 
     @property
     def failed(self) -> list[Check]:
+        """The checks that did not hold."""
         return [c for c in self.checks if not c.ok]
 
     def cells(self) -> list[str]:
@@ -89,12 +91,14 @@ class Report:
         self.progress = Progress(out, min_interval=1.0, indent="    ")
 
     def header(self, lines: Sequence[str], doc: dict[str, Any]) -> None:
+        """The set-up description (text lines, or one JSON object)."""
         if self.out.json_mode:
             self.out.json({"event": "demo", **doc}, stream=True)
         else:
             self.out.lines(lines)
 
     def incident(self, number: int, total: int, title: str, narration: str) -> None:
+        """Announce an incident and tell what it is, in one sentence."""
         if self.out.json_mode:
             self.out.json({"event": "incident", "number": number, "title": title,
                            "narration": narration}, stream=True)
@@ -111,6 +115,7 @@ class Report:
             self.out.line(f"    {text}")
 
     def verdict(self, verdict: Verdict) -> None:
+        """What the clients saw, and the verdict row (with every failed check)."""
         self.progress.clear()
         if self.out.json_mode:
             self.out.json({"event": "verdict", **verdict.to_dict()}, stream=True)
@@ -123,6 +128,7 @@ class Report:
             self.out.line(f"    FAILED: {check.name}: {check.detail}")
 
     def summary(self, verdicts: Sequence[Verdict], wall: float) -> None:
+        """The summary table and the overall outcome."""
         failed = [(v, c) for v in verdicts for c in v.failed]
         checks = sum(len(v.checks) for v in verdicts)
         if self.out.json_mode:
