@@ -48,8 +48,11 @@ async def test_server_restart_keeps_data_and_session(
         await wait_for(lambda: client.connected, session_timeout, "resume after restart")
         recovery = time.monotonic() - t_up
         cpu_s = cpu.elapsed()
-        # While the session may live, the backoff is capped at a third of its timeout.
-        assert recovery <= session_timeout / 3 + 0.5, recovery
+        # Bounded by one handshake timeout (a connection the server accepted while still
+        # starting up may never be answered: ZooKeeper 3.8 fails to close it) plus one
+        # backoff step, capped at a third of the session timeout while it may be alive.
+        handshake_timeout = max(session_timeout / 3, 0.5)
+        assert recovery <= handshake_timeout + session_timeout / 3 + 0.5, recovery
 
         assert client.session_id == session_id
         assert states.states == [

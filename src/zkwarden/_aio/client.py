@@ -160,6 +160,7 @@ class AsyncClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._closing = False
+        self._session_closed_on_server = False
         self._closed_done: asyncio.Event | None = None
         self._fatal: ZooKeeperError | None = None
         self._auth_waiters: deque[asyncio.Future[None]] = deque()
@@ -278,7 +279,10 @@ class AsyncClient:
         if self._connect_timeout is not None:
             return self._connect_timeout
         timeout = self._session.negotiated_timeout or self._session_timeout
-        return max(timeout / len(self._hosts), 0.5)
+        # At least three tries per session timeout, even with one host: a server that
+        # accepts and never answers (one still starting up, or overloaded) must not use
+        # up the whole session on a single handshake.
+        return max(timeout / max(len(self._hosts), 3), 0.5)
 
     # --- supervisor ----------------------------------------------------------------------
 
@@ -992,7 +996,8 @@ class AsyncClient:
 
     # --- close ---------------------------------------------------------------------------
 
-    async def _send_close_session(self, conn: Connection) -> None:
+    async def _send_close_session(self, conn: Connection) -> bool:
+        """Send CloseSession; True when the server confirmed it."""
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         conn.write_now(self._session.close_session_frame((fut, "/", None), self._loop.time()))
@@ -1002,7 +1007,8 @@ class AsyncClient:
         except TimeoutError:
             log.warning("no reply to CloseSession within the close timeout")
         if fut.done() and not fut.cancelled():
-            fut.exception()
+            return fut.exception() is None
+        return False
 
     async def close(self) -> None:
         """Close the session and the client (DESIGN rule 4).
@@ -1034,8 +1040,9 @@ class AsyncClient:
         supervisor = self._supervisor
         conn = self._conn
         if conn is not None and self._session.connected:
-            await self._send_close_session(conn)
-            closed_on_server = True
+            # Unanswered (the connection died or the server went silent): the session may
+            # still be alive, so it is closed from a new connection below.
+            closed_on_server = await self._send_close_session(conn)
         if supervisor is not None and supervisor is not asyncio.current_task():
             supervisor.cancel()
             try:
@@ -1052,7 +1059,8 @@ class AsyncClient:
         if not closed_on_server and session_id and not self._session.lost_reported:
             # Disconnected (or mid-reconnect) with a live session: attach once more and
             # close it, so its ephemeral nodes do not outlive us by a session timeout.
-            await self._close_remote(session_id, password)
+            closed_on_server = await self._close_remote(session_id, password)
+        self._session_closed_on_server = closed_on_server or not session_id
         self._fail_everything(ClientClosedError("client closed"))
         change = self._session.close()
         self._emit([change] if change else [])
@@ -1061,20 +1069,24 @@ class AsyncClient:
         if self._ready is not None:
             self._ready.set()
 
-    async def _close_remote(self, session_id: int, password: bytes) -> None:
+    async def _close_remote(self, session_id: int, password: bytes) -> bool:
         deadline = time.monotonic() + max(1.0, min(3.0, self._session_timeout))
         for host in self._hosts:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            args = (host, session_id, password)
+            kwargs: dict[str, Any] = {"timeout": min(remaining, 1.0), "tls": self._tls}
             try:
-                await asyncio.to_thread(
-                    close_session_blocking, host, session_id, password,
-                    timeout=min(remaining, 1.0), tls=self._tls,
-                )
-                return
+                try:
+                    await asyncio.to_thread(close_session_blocking, *args, **kwargs)
+                except RuntimeError:
+                    # Interpreter shutdown refuses new threads: block briefly instead.
+                    close_session_blocking(*args, **kwargs)
+                return True
             except ZooKeeperError as exc:
                 log.info("could not close session 0x%x on %s: %s", session_id, host, exc)
+        return False
 
     def _fail_everything(self, exc: ZooKeeperError) -> None:
         failed, _ = self._session.connection_lost(closing=True)
@@ -1091,9 +1103,11 @@ class AsyncClient:
         self._subscribers.clear()
 
     def _close_at_exit(self) -> None:
-        if self._closing or not self._session.session_id:
+        # Also when a close() began but never reached the server (its loop stopped first).
+        if self._session_closed_on_server or not self._session.session_id:
             return
         self._closing = True
+        self._session_closed_on_server = True
         session_id, password = self._session.session_id, self._session.password
         for host in self._hosts:
             try:
