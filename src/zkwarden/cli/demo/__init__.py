@@ -101,6 +101,10 @@ async def run_demo(config: DemoConfig, out: Output) -> list[Verdict]:
             verdict = await incident.run(fleet, report)
             verdicts.append(verdict)
             report.verdict(verdict)
+        report.section("finally: close everything",
+                       "Every registry, cache and client is closed: the registry must be "
+                       "empty at once, no session may outlive its client, and the server and "
+                       "its files must be gone.")
         final = await _shutdown(fleet)
         verdicts.append(final)
         report.verdict(final)

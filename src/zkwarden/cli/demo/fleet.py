@@ -24,6 +24,7 @@ from ...discovery import (
     Updated,
 )
 from ...errors import ZooKeeperError
+from ...sync import Client
 from ...testing import FaultProxy, ZooKeeperServer
 from ...types import ClientState, ClientStateChange
 from .report import Report
@@ -160,6 +161,8 @@ class Fleet:
         self.extra_live: set[int] = set()
         #: instance ids registered outside the registries (the close() worker)
         self.extra_ids: set[str] = set()
+        #: blocking clients outside the fleet, closed by :meth:`stop` if still open
+        self.extra_clients: list[Client] = []
         self._generation = 0
 
     # --- set-up --------------------------------------------------------------------------
@@ -380,6 +383,9 @@ class Fleet:
                 await member.client.close()
             if member.consumer is not None:
                 member.consumer.cancel()
+        for extra in self.extra_clients:
+            if not extra.closed:
+                await asyncio.to_thread(extra.close, 2.0)
         if self.observer is not None:
             await self.observer.close()
         if self.proxy is not None:

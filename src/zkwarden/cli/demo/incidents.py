@@ -242,6 +242,7 @@ async def close_in_callback(fleet: Fleet, report: Report) -> Verdict:
     control = "/zkwarden-demo/control"
     await fleet.observer.ensure_path(control)
     worker = Client(fleet.proxied, session_timeout=cfg.session_timeout)
+    fleet.extra_clients.append(worker)
     await asyncio.to_thread(worker.start)
     session = worker.session_id or 0
     fleet.extra_live.add(session)

@@ -108,6 +108,17 @@ class Report:
         self.out.lines(textwrap.wrap(narration, width=92, initial_indent="    ",
                                      subsequent_indent="    "))
 
+    def section(self, title: str, narration: str) -> None:
+        """A part of the run that is not a numbered incident (the final clean-up)."""
+        if self.out.json_mode:
+            self.out.json({"event": "section", "title": title, "narration": narration},
+                          stream=True)
+            return
+        self.out.line()
+        self.out.line(title)
+        self.out.lines(textwrap.wrap(narration, width=92, initial_indent="    ",
+                                     subsequent_indent="    "))
+
     def note(self, text: str) -> None:
         """A line of commentary inside an incident."""
         self.progress.clear()
