@@ -12,6 +12,12 @@ from zkwarden.types import make_digest_acl
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(params=["async", "sync"])
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Every operation test runs through AsyncClient and through the blocking Client."""
+    return str(request.param)
+
+
 async def test_create_get_set_delete(zk: Any, zk_path: str) -> None:
     path = await zk.create(f"{zk_path}/node", b"v1", makepath=True)
     assert path == f"{zk_path}/node"

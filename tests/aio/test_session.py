@@ -162,3 +162,20 @@ async def test_resume_on_another_ensemble_member(zk_ensemble: Any, zk_path: str)
         await client.close()
         await other.close()
         await asyncio.to_thread(zk_ensemble.start_member, index)
+
+
+async def test_close_whose_close_session_is_lost_still_closes_the_session(
+    fault_proxy: Any, zk_server: Any, zk_path: str, zk2: Any
+) -> None:
+    client = AsyncClient(fault_proxy.connect_string, session_timeout=4.0)
+    await client.start()
+    session_id = client.session_id
+    await client.create(f"{zk_path}/eph", ephemeral=True, makepath=True)
+    fault_proxy.blackhole(discard=True)  # the CloseSession bytes are lost for good
+    closing = asyncio.create_task(client.close())
+    await asyncio.sleep(0.3)
+    fault_proxy.pass_through()  # the network is back while close() waits for a reply
+    await asyncio.wait_for(closing, 10)
+    # The client closed the session from a new connection: gone now, not after a timeout.
+    assert session_id not in zk_server.sessions()
+    assert await zk2.exists(f"{zk_path}/eph") is None
