@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from zkwarden import Client
@@ -42,7 +44,9 @@ def test_create_get_set_stat(cli: Cli, zk: Client, zk_path: str) -> None:
     assert r.json()["stat"]["mzxid"] == stat.mzxid
 
 
-def test_set_from_file_and_get_with_stat(cli: Cli, zk: Client, zk_path: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_set_from_file_and_get_with_stat(
+    cli: Cli, zk: Client, zk_path: str, tmp_path: Path
+) -> None:
     source = tmp_path / "config.txt"
     source.write_text("line one\nline two\n")
     assert cli("create", zk_path).code == 0
