@@ -74,9 +74,12 @@ async def test_failing_check_removes_instance_and_restoring_readds_it(
     assert readd <= RISE * INTERVAL + 0.3
     kinds = [type(c).__name__ for c in log if isinstance(c, Added | Removed)]
     assert kinds[-2:] == ["Removed", "Added"]
-    # The agent's own view saw both, too.
-    status, body, _ = await get_json(http, agent.base_url + "/v1/services/web")
-    assert status == 200 and _ids(body) == ["web-1"] and body["stale"] is False
+    # The agent's own view follows too (its cache may be a moment behind the watcher's).
+    async def agent_view() -> bool:
+        status, body, _ = await get_json(http, agent.base_url + "/v1/services/web")
+        return status == 200 and _ids(body) == ["web-1"] and body["stale"] is False
+
+    await until(agent_view, 5, "agent view")
     status, health, _ = await get_json(http, agent.base_url + "/v1/health")
     (check_state,) = health["checks"]
     assert check_state["status"] == "passing" and check_state["registration"] == "registered"
