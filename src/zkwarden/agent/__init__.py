@@ -15,7 +15,8 @@ Needs the ``agent`` extra (``pip install zkwarden[agent]``: aiohttp, prometheus_
 from __future__ import annotations
 
 from .config import AgentConfig, CheckConfig, ServiceConfig, load_config, parse_config
-from .runner import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Agent, main, run_agent
+from .daemon import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main, run_agent
+from .runner import Agent
 
 __all__ = (
     "Agent",

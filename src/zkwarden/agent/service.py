@@ -82,10 +82,10 @@ class LocalService:
 
     def registration_state(self, connected: bool) -> RegistrationState:
         """Where the registration stands (``connected``: the ZooKeeper session is up)."""
-        if self._conflict:
-            return "conflict"
         if not self._want:
             return "deregistered"
+        if self._conflict:
+            return "conflict"
         if self._confirmed is not None and self._confirmed == self.instance and connected:
             return "registered"
         return "pending"
