@@ -6,6 +6,7 @@ Field orders follow the jute file exactly; see ``reference/zk_protocol.md`` sect
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -58,9 +59,40 @@ def read_reply_header(r: Reader) -> ReplyHeader:
     return ReplyHeader(xid, zxid, err)
 
 
+# Stat is a frozen slots dataclass: its __init__ assigns each of the 11 fields through
+# object.__setattr__, which costs more than decoding the reply it came in. Every reply to a
+# read or write carries a Stat, so build it through the slot descriptors instead (same
+# object, same fields; about 2.5x faster).
+_new = object.__new__
+(_czxid, _mzxid, _ctime, _mtime, _version, _cversion, _aversion, _ephemeral_owner,
+ _data_length, _num_children, _pzxid) = (
+    getattr(Stat, f.name).__set__ for f in dataclasses.fields(Stat)
+)
+
+
+def make_stat(v: tuple[int, ...]) -> Stat:
+    """``Stat(*v)`` for the 11 values in wire order, without the dataclass __init__."""
+    s: Stat = _new(Stat)
+    _czxid(s, v[0])
+    _mzxid(s, v[1])
+    _ctime(s, v[2])
+    _mtime(s, v[3])
+    _version(s, v[4])
+    _cversion(s, v[5])
+    _aversion(s, v[6])
+    _ephemeral_owner(s, v[7])
+    _data_length(s, v[8])
+    _num_children(s, v[9])
+    _pzxid(s, v[10])
+    return s
+
+
 def read_stat(r: Reader) -> Stat:
-    start = r._need(STAT_SIZE)
-    return Stat(*_STAT.unpack_from(r.data, start))
+    start = r.offset
+    if start + STAT_SIZE > r.end:
+        raise r._truncated(STAT_SIZE, start)
+    r.offset = start + STAT_SIZE
+    return make_stat(_STAT.unpack_from(r.data, start))
 
 
 def write_stat(w: Writer, s: Stat) -> None:
