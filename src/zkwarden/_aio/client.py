@@ -412,7 +412,7 @@ class AsyncClient:
 
     # --- ConnectionOwner -----------------------------------------------------------------
 
-    def on_frame(self, conn: Connection, payload: bytes) -> None:
+    def on_frame(self, conn: Connection, payload: bytes | memoryview) -> None:
         assert self._loop is not None
         msg = self._session.receive(payload, self._loop.time())
         if isinstance(msg, Reply):

@@ -22,7 +22,7 @@ log = logging.getLogger("zkwarden.connection")
 
 
 class ConnectionOwner(Protocol):
-    def on_frame(self, conn: Connection, payload: bytes) -> None: ...
+    def on_frame(self, conn: Connection, payload: bytes | memoryview) -> None: ...
 
     def on_timer(self, conn: Connection) -> None: ...
 
@@ -55,12 +55,18 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            frames = self._decoder.feed(data)
+            # Zero-copy: each payload is a memoryview of ``data``, decoded and dropped.
+            frames = self._decoder.feed_views(data)
+            if self._active:
+                on_frame = self._owner.on_frame
+                for payload in frames:
+                    on_frame(self, payload)
+                return
             for payload in frames:
                 if not self._first_frame.done():
-                    self._first_frame.set_result(payload)
+                    self._first_frame.set_result(bytes(payload))
                 elif not self._active:
-                    self._early.append(payload)
+                    self._early.append(bytes(payload))
                 else:
                     self._owner.on_frame(self, payload)
         except ProtocolError as exc:

@@ -48,24 +48,58 @@ class FrameDecoder:
         Raises:
             ProtocolError: a negative length or one above ``max_size``.
         """
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
+        return [bytes(view) for view in self.feed_views(data)]
+
+    def feed_views(self, data: bytes) -> list[memoryview]:
+        """Like :meth:`feed`, without copying: each payload is a memoryview of ``data``.
+
+        Only a frame split across two reads is copied (once). The views keep ``data``
+        alive and never change (``data`` is immutable bytes); decode them and drop them.
+
+        Raises:
+            ProtocolError: a negative length or one above ``max_size``.
+        """
+        frames: list[memoryview] = []
+        view = memoryview(data)
         pos = 0
-        end = len(buf)
+        end = len(view)
+        buf = self._buf
+        if buf:
+            # Finish the frame the last read left incomplete, copying only its bytes.
+            if len(buf) < 4:
+                take = min(4 - len(buf), end)
+                buf += view[:take]
+                pos = take
+                if len(buf) < 4:
+                    return frames
+            (length,) = _LEN.unpack_from(buf, 0)
+            self._check(length)
+            take = min(4 + length - len(buf), end - pos)
+            buf += view[pos : pos + take]
+            pos += take
+            if len(buf) < 4 + length:
+                return frames
+            frames.append(memoryview(bytes(buf))[4:])
+            buf.clear()
+        unpack = _LEN.unpack_from
+        max_size = self.max_size
         while end - pos >= 4:
-            (length,) = _LEN.unpack_from(buf, pos)
-            if length < 0 or length > self.max_size:
-                raise ProtocolError(
-                    f"frame length {length} out of range (limit {self.max_size} bytes)"
-                )
+            (length,) = unpack(view, pos)
+            if length < 0 or length > max_size:
+                self._check(length)
             if end - pos - 4 < length:
                 break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + length]))
+            frames.append(view[pos + 4 : pos + 4 + length])
             pos += 4 + length
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            buf += view[pos:]
         return frames
+
+    def _check(self, length: int) -> None:
+        if length < 0 or length > self.max_size:
+            raise ProtocolError(
+                f"frame length {length} out of range (limit {self.max_size} bytes)"
+            )
 
     @property
     def buffered(self) -> int:
