@@ -41,7 +41,7 @@ system-deps:
 	fi
 
 $(STAMP): pyproject.toml
-	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
