@@ -23,6 +23,7 @@ from zkwarden.discovery import (
     ServiceInstance,
     ServiceRegistry,
 )
+from zkwarden.errors import ConnectionLossError
 from zkwarden.testing import FaultProxy, expire_session_async, free_port
 
 from .conftest import FALL, INTERVAL, RISE, HealthService, get_json, service_entry, until
@@ -325,7 +326,13 @@ async def test_metrics_parse_and_move(
     health_service.healthy = True
     await until(registered, 10, "registered again")
     old_session = agent.client.session_id
-    await expire_session_async(agent.client)
+    try:
+        await expire_session_async(agent.client)
+    except ConnectionLossError:
+        # The harness' attach-and-close connection is occasionally dropped by the server
+        # (seen about 1 in 15 runs); once more is enough.
+        await asyncio.sleep(0.2)
+        await expire_session_async(agent.client)
     await until(lambda: agent.connected and agent.client.session_id != old_session, 10,
                 "new session")
     second = await scrape()
