@@ -18,7 +18,7 @@ import ssl
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from .. import paths as _paths
@@ -593,7 +593,29 @@ class AsyncClient:
                 f"not connected to ZooKeeper for {timeout:.1f}s (state {self.state.value})"
             ) from None
 
-    async def _call(self, request: ops.Request, path: str, watcher: Subscriber | None = None) -> Any:
+    def _call(
+        self, request: ops.Request, path: str, watcher: Subscriber | None = None
+    ) -> Awaitable[Any]:
+        """Send ``request``; return an awaitable of its result.
+
+        Connected (the common case), the request is encoded and queued at once and the
+        reply's future itself is returned: awaiting it costs no coroutine, and gathering
+        many calls creates no task per call. Otherwise a coroutine that waits for the
+        connection (or raises) first.
+        """
+        session = self._session
+        conn = self._conn
+        if session.connected and conn is not None and not self._closing:
+            loop = self._loop
+            assert loop is not None
+            fut: asyncio.Future[Any] = loop.create_future()
+            conn.write(session.submit(request, (fut, path, watcher), loop.time()))
+            return fut
+        return self._call_when_connected(request, path, watcher)
+
+    async def _call_when_connected(
+        self, request: ops.Request, path: str, watcher: Subscriber | None
+    ) -> Any:
         if self._closing or self._supervisor is None:
             self._check_usable()
             raise ClientClosedError("client not started; call start() first")
@@ -601,11 +623,8 @@ class AsyncClient:
             await self._wait_connected()
         conn = self._conn
         assert conn is not None and self._loop is not None
-        session = self._session
-        xid, frame = session.encode(request)
         fut: asyncio.Future[Any] = self._loop.create_future()
-        session.sent(xid, request, (fut, path, watcher), self._loop.time())
-        conn.write(frame)
+        conn.write(self._session.submit(request, (fut, path, watcher), self._loop.time()))
         return await fut
 
     def _check_data(self, data: object) -> bytes:

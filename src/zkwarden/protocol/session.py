@@ -382,6 +382,24 @@ class SessionMachine(Generic[T]):
         self._pending.append(_Pending(xid, request, token))
         self.last_send = now
 
+    def submit(self, request: Request, token: T, now: float) -> bytes:
+        """:meth:`encode` and :meth:`sent` in one step: the frame to send now.
+
+        Raises:
+            DataTooLargeError: the frame would exceed ``max_send`` (nothing is queued).
+        """
+        xid = self._xid + 1
+        if xid > _MAX_XID:
+            xid = 1
+        self._xid = xid
+        body = request.body()
+        size = 8 + len(body)
+        if size > self.max_send:
+            check_send_size(size, self.max_send)
+        self._pending.append(_Pending(xid, request, token))
+        self.last_send = now
+        return _FRAME_HEADER.pack(size, xid, request.OPCODE) + body
+
     def close_session_frame(self, token: T, now: float) -> bytes:
         request = CloseSession()
         xid, frame = self.encode(request)
