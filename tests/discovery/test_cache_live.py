@@ -136,12 +136,19 @@ async def test_deleted_and_recreated_during_partition_is_reported(
     assert cache.stale and [i.id for i in cache.instances()] == ["same"]
     await writer.delete(node)
     await writer.create(node, data)  # same data, same version 0, new czxid
+    # Reconnected but not yet re-read: the view is still stale at that moment.
+    stale_when_connected: list[bool] = []
+    watcher.add_listener(
+        lambda change: stale_when_connected.append(cache.stale)
+        if change.state.name == "CONNECTED" else None
+    )
     fault_proxy.pass_through()
     got = []
     while not any(isinstance(c, Resynced) for c in got):
         got.append(await asyncio.wait_for(stream.__anext__(), 10))
     kinds = [type(c).__name__ for c in got]
     assert kinds == ["Removed", "Added", "Resynced"], kinds
+    assert stale_when_connected == [True]
     assert not cache.stale
     await cache.close()
 

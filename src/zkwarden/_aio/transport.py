@@ -99,12 +99,13 @@ def close_session_blocking(
             sock = tls.wrap_socket(raw, server_hostname=host.host)
         sock.settimeout(timeout)
         decoder = FrameDecoder()
-        sock.sendall(struct.pack(">i", len(request)) + request)
+        # ConnectRequest and closeSession (xid 1, opcode -11, no body) in one write: the
+        # server runs them in order once the session is attached, and the owner of the
+        # session gets no window to re-attach it in between.
+        sock.sendall(struct.pack(">i", len(request)) + request + struct.pack(">iii", 8, 1, -11))
         response = ConnectResponse.read(Reader(_recv_frame(sock, decoder)))
         if response.timeout_ms <= 0:
             return False
-        # closeSession: xid 1, opcode -11, no body; the reply has no body either.
-        sock.sendall(struct.pack(">iii", 8, 1, -11))
         reply = _recv_frame(sock, decoder)
         if len(reply) < 16:
             raise ProtocolError("short closeSession reply")

@@ -129,6 +129,7 @@ class ServiceCache:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._from_snapshot = False
+        self._needs_resync = True
         self._ready = asyncio.Event()
         self.updated_at: float | None = None
         #: reads issued for instance data (to measure reads per change)
@@ -139,8 +140,9 @@ class ServiceCache:
 
     @property
     def stale(self) -> bool:
-        """True when the view may be out of date (no session, or from a snapshot)."""
-        return self._from_snapshot or not self._client.connected
+        """True when the view may be out of date: no session, served from a snapshot, or
+        reconnected but not yet re-read (changes made meanwhile are not in it yet)."""
+        return self._from_snapshot or self._needs_resync or not self._client.connected
 
     def instances(self, name: str | None = None) -> list[ServiceInstance]:
         """The current instances (of ``name``, for a whole-registry cache), sorted by id."""
@@ -259,6 +261,7 @@ class ServiceCache:
 
     def _on_state(self, change: ClientStateChange) -> None:
         if change.state in (ClientState.SUSPENDED, ClientState.LOST):
+            self._needs_resync = True
             for sub in self._subscribers:
                 sub.wakeup.set()
 
@@ -373,6 +376,7 @@ class ServiceCache:
             and old_view
             and len(new_view) < self._protect * len(old_view)
         ):
+            self._needs_resync = False  # re-read; the old view is kept on purpose
             log.warning(
                 "cache %s: registry shrank from %d to %d instances (below the protection "
                 "threshold %.0f%%); keeping the previous view",
@@ -393,6 +397,7 @@ class ServiceCache:
                 changes.append(Updated(old.instance, entry.instance))
         self._view = new_view
         self._from_snapshot = False
+        self._needs_resync = False
         self.resyncs += 1
         changes.append(Resynced(tuple(self.instances()), False))
         self._publish(changes)

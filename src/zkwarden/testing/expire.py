@@ -10,6 +10,7 @@ handshake that its session is gone (negotiated timeout 0), as after a real expir
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol
 
 from .._aio.transport import close_session_blocking
@@ -62,13 +63,17 @@ def expire_session(
     """
     session_id, pw, server_hosts = _resolve(target, password, hosts)
     last: Exception | None = None
-    for host in server_hosts:
-        try:
-            close_session_blocking(host, session_id, pw, timeout=timeout)
-            return session_id
-        except ConnectionLossError as exc:
-            last = exc
-    raise ConnectionLossError(f"could not reach any server to expire 0x{session_id:x}: {last}")
+    # The session's owner may re-attach it at the moment we do (the server then drops our
+    # connection): try again until a server confirms the close or says it is gone.
+    for _ in range(5):
+        for host in server_hosts:
+            try:
+                close_session_blocking(host, session_id, pw, timeout=timeout)
+                return session_id
+            except ConnectionLossError as exc:
+                last = exc
+        time.sleep(0.05)
+    raise ConnectionLossError(f"could not expire session 0x{session_id:x}: {last}")
 
 
 async def expire_session_async(
