@@ -79,8 +79,10 @@ def test_ctrl_c_exits_130(spawn: Callable[..., Proc], zk_hosts: str) -> None:
     with FaultProxy(zk_hosts) as proxy:
         proxy.blackhole()
         proc = spawn("--hosts", proxy.connect_string, "--timeout", "60", "ls", "/")
-        time.sleep(1.0)
-        assert proc.popen.poll() is None
+        deadline = time.monotonic() + 30
+        while proxy.stats().accepted == 0:  # connected: main() is running
+            assert time.monotonic() < deadline and proc.popen.poll() is None
+            time.sleep(0.05)
         code = proc.interrupt()
     assert code == exitcodes.INTERRUPTED
     assert "interrupted" in proc.output and "Traceback" not in proc.output
