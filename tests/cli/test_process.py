@@ -6,6 +6,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from zkwarden import Client
 from zkwarden.cli import EXIT_CODES, exitcodes
@@ -86,3 +89,11 @@ def test_ctrl_c_exits_130(spawn: Callable[..., Proc], zk_hosts: str) -> None:
         code = proc.interrupt()
     assert code == exitcodes.INTERRUPTED
     assert "interrupted" in proc.output and "Traceback" not in proc.output
+
+
+def test_agent_verb_hands_over_to_the_sidecar(cli: Cli, tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")
+    r = cli("agent", "--help", hosts=None)
+    assert r.code == 0 and "usage: zkwarden agent" in r.out
+    r = cli("agent", "-c", str(tmp_path / "missing.toml"), "--check", hosts=None)
+    assert r.code == exitcodes.USAGE and r.err.startswith("zkwarden agent: ")

@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-path", help="registry root (default: the format's)")
     _duration(p)
 
+    verbs.add_parser(
+        "agent", add_help=False,
+        help="the sidecar: `zkwarden agent -c agent.toml` (needs the agent extra; "
+             "`zkwarden agent --help`)",
+    )
+
     p = verb("demo", "replay the incidents zkwarden exists for, against a real ZooKeeper")
     p.add_argument("--quick", action="store_true",
                    help="a smaller fleet and shorter faults (about 30 s)")
@@ -248,12 +254,31 @@ def _run(verb: Verb, args: argparse.Namespace, opts: Options, out: Output) -> in
     return asyncio.run(runner())
 
 
+def _agent(argv: list[str]) -> int:
+    """``zkwarden agent ...``: hand the rest of the command line to the sidecar."""
+    try:
+        from ..agent.daemon import main as agent_main
+    except ImportError as exc:
+        sys.stderr.write(
+            f"zkwarden: error: `zkwarden agent` needs the agent extra "
+            f"(pip install 'zkwarden[agent]'): {exc}\n"
+        )
+        return exitcodes.USAGE
+    try:
+        return agent_main(argv)
+    except KeyboardInterrupt:
+        return exitcodes.INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zkwarden`` command with ``argv`` (default: ``sys.argv[1:]``); return the
     exit code (see :mod:`zkwarden.cli.exitcodes`)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["agent"]:
+        return _agent(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(arguments)
     except _UsageError as exc:
         sys.stderr.write(f"{exc}\n")
         sys.stderr.flush()
