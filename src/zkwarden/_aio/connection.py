@@ -2,8 +2,10 @@
 
 A :class:`Connection` never outlives its socket and never reconnects; the client's
 supervisor makes a new one. Frames after the handshake are handed to the owner
-synchronously from ``data_received`` (no task per frame), and writes issued during one
-event-loop iteration go out in one ``write`` call.
+synchronously from ``data_received`` (no task per frame). The first write after the server
+last sent something goes out at once (a sequential request costs no extra loop
+iteration); further writes are queued and go out together in one ``write`` call per
+event-loop iteration.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Connection(asyncio.Protocol):
         self.closed: asyncio.Future[BaseException] = self._loop.create_future()
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._eager = True  # see write()
         self._timer: asyncio.TimerHandle | None = None
         self._abort_reason: BaseException | None = None
 
@@ -54,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self._eager = True
         try:
             # Zero-copy: each payload is a memoryview of ``data``, decoded and dropped.
             frames = self._decoder.feed_views(data)
@@ -129,10 +133,23 @@ class Connection(asyncio.Protocol):
             self._owner.on_connection_lost(self, self.closed.result())
 
     def write(self, data: bytes) -> None:
+        if self._flush_scheduled:
+            self._out.append(data)
+            return
+        if self._eager:
+            # The first write since the server last sent us something goes out at once:
+            # a request made in answer to a reply (the sequential pattern) costs no extra
+            # loop iteration.
+            self._eager = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+            return
+        # More writes before any reply: queue them and send them all in one write when
+        # the loop comes round (pipelining).
         self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._flush_scheduled = True
+        self._loop.call_soon(self._flush)
 
     def write_now(self, data: bytes) -> None:
         self._out.append(data)
