@@ -85,6 +85,11 @@ async def test_leader_killed_under_write_load(
         stop = asyncio.Event()
         loads = [asyncio.create_task(_load(w, zk_path, stop)) for w in writers]
         await wait_for(lambda: all(len(w.acked) >= 20 for w in writers), 15, "steady load")
+        leader_port = zk_ensemble.members[leader].port
+        on_leader = [w for w in writers
+                     if w.client.current_host is not None
+                     and w.client.current_host.port == leader_port]
+        assert on_leader, "no client on the leader when it is killed"
         cpu = CpuMeter()
         t_kill = time.monotonic()
         await asyncio.to_thread(zk_ensemble.kill_member, leader)
@@ -113,7 +118,9 @@ async def test_leader_killed_under_write_load(
             assert not w.stuck, (w.index, w.stuck)
             assert not w.other, (w.index, w.other)
             assert w.client.connected, (w.index, w.client.state)
-        assert any(w.lost for w in writers), "the kill cut no write in flight"
+        # The kill hit the clients of the leader (and their writes in flight, if any).
+        for w in on_leader:
+            assert w.states.first_time(ClientState.SUSPENDED, t_kill) is not None, w.index
         assert not loop_errors.contexts, loop_errors.messages()
         # What each client lived through: its longest wait between two acknowledged
         # writes around the kill.
@@ -125,6 +132,7 @@ async def test_leader_killed_under_write_load(
         report(
             "4-leader-killed",
             clients=CLIENTS,
+            clients_on_leader=len(on_leader),
             acked=len(acked),
             lost_reported=len(lost),
             lost_but_applied=len(lost & present),
