@@ -88,3 +88,30 @@ async def test_in_flight_requests_fail_with_connection_loss_on_blackhole(
     fault_proxy.pass_through()
     await _wait_for(lambda: client.connected, 10.0)
     await client.close()
+
+
+async def test_connected_means_persistent_watches_are_restored(
+    fault_proxy: Any, zk2: Any, zk_path: str
+) -> None:
+    client = AsyncClient(fault_proxy.connect_string, session_timeout=4.0)
+    await client.start()
+    await client.ensure_path(f"{zk_path}/p")
+    stream = await client.add_watch(f"{zk_path}/p", recursive=True)
+    assert (await stream.__anext__()).type is EventType.NONE
+    fault_proxy.delay(0.05)  # SetWatches2 takes a while to reach the server
+    writes: list[asyncio.Task[Any]] = []
+
+    def on_change(change: ClientStateChange) -> None:
+        if change.state is ClientState.CONNECTED:
+            # Another client changes the subtree the moment we report CONNECTED.
+            writes.append(asyncio.create_task(zk2.create(f"{zk_path}/p/right-after", b"")))
+
+    client.add_listener(on_change)
+    fault_proxy.reset()
+    await _wait_for(lambda: bool(writes), 10)
+    await writes[0]
+    seen = []
+    while not any(e.path == f"{zk_path}/p/right-after" for e in seen):
+        seen.append(await asyncio.wait_for(stream.__anext__(), 5))
+    assert seen[0].type is EventType.NONE  # the reconnect marker comes first
+    await client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import os
 import random
@@ -70,6 +71,30 @@ log = logging.getLogger("zkwarden.client")
 _NO_NODE = -101
 # (future, client path, watcher to register on success)
 _Token = tuple["asyncio.Future[Any]", str, Subscriber | None]
+
+# Every notification needs these: dict lookups instead of Enum calls, and WatchEvent (a
+# frozen dataclass of 7 fields) built through its slots instead of its __init__.
+_EVENT_TYPES: dict[int, EventType] = {int(e): e for e in EventType}
+_KEEPER_STATES: dict[int, KeeperState] = {int(k): k for k in KeeperState}
+_WATCH_EVENT_SLOTS = tuple(getattr(WatchEvent, f.name).__set__
+                           for f in dataclasses.fields(WatchEvent))
+
+
+def _watch_event(etype: EventType, state: KeeperState, path: str, zxid: int) -> WatchEvent:
+    """``WatchEvent(etype, state, path, zxid)``, the other fields at their defaults."""
+    event: WatchEvent = object.__new__(WatchEvent)
+    set_type, set_state, set_path, set_zxid, set_data, set_stat, set_children = (
+        _WATCH_EVENT_SLOTS
+    )
+    set_type(event, etype)
+    set_state(event, state)
+    set_path(event, path)
+    set_zxid(event, zxid)
+    set_data(event, None)
+    set_stat(event, None)
+    set_children(event, None)
+    return event
+
 
 _live_clients: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
 _forked = False
@@ -373,6 +398,11 @@ class AsyncClient:
             return None
         self._conn = conn
         conn.activate()
+        if any(c.state is ClientState.LOST for c in result.changes):
+            # The server handed us another session than the one we asked to resume: the
+            # old one's watches are gone; never restore them onto the new session.
+            self._on_session_lost(confirmed=True)
+        restoring = self._watches.count() > 0
         primed = self._session.prime(self._auth, self._watches, loop.time())
         auth_waits = [self._auth_waiter() for _ in self._auth]
         if primed:
@@ -385,6 +415,16 @@ class AsyncClient:
             except TimeoutError:
                 conn.abort(ConnectionLossError("no auth reply"))
                 raise ConnectionLossError(f"no auth reply from {host}") from None
+        if restoring:
+            # Replies are FIFO: once this read returns, the server has processed the
+            # SetWatches batches. Only then report CONNECTED, so that a change made right
+            # after it is seen by persistent watches too (they get no catch-up events).
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._call(ops.Exists("/"), "/")
+            except TimeoutError:
+                conn.abort(ConnectionLossError("no reply after restoring watches"))
+                raise ConnectionLossError(f"no reply from {host} after SetWatches") from None
         if self._presumed_timer is not None:
             self._presumed_timer.cancel()
             self._presumed_timer = None
@@ -452,15 +492,17 @@ class AsyncClient:
 
     def _on_notification(self, msg: Notification) -> None:
         raw = msg.event
-        try:
-            etype = EventType(raw.type)
-            state = KeeperState(raw.state)
-        except ValueError:
+        etype = _EVENT_TYPES.get(raw.type)
+        state = _KEEPER_STATES.get(raw.state)
+        if etype is None or state is None:
             log.warning("ignoring notification with unknown type/state %r", raw)
             return
-        event = WatchEvent(etype, state, _paths.strip_chroot(self._chroot, raw.path), msg.zxid)
-        for watcher in self._watches.fire(etype, raw.path):
-            watcher.deliver(event)
+        watchers = self._watches.fire(etype, raw.path)
+        if watchers:
+            event = _watch_event(etype, state, _paths.strip_chroot(self._chroot, raw.path),
+                                 msg.zxid)
+            for watcher in watchers:
+                watcher.deliver(event)
 
     def on_timer(self, conn: Connection) -> None:
         assert self._loop is not None
