@@ -15,8 +15,8 @@ from .types import (
     KeeperState,
     Perms,
     Stat,
-    WatchEvent,
     WatcherType,
+    WatchEvent,
 )
 
 __version__ = "0.1.0"
