@@ -35,6 +35,7 @@ from ..errors import (
     NoNodeError,
     NotEmptyError,
     ProtocolError,
+    RequestTimeoutError,
     SessionExpiredError,
     ZooKeeperError,
     error_for_code,
@@ -76,12 +77,15 @@ _Token = tuple["asyncio.Future[Any]", str, Subscriber | None]
 # frozen dataclass of 7 fields) built through its slots instead of its __init__.
 _EVENT_TYPES: dict[int, EventType] = {int(e): e for e in EventType}
 _KEEPER_STATES: dict[int, KeeperState] = {int(k): k for k in KeeperState}
-_WATCH_EVENT_SLOTS = tuple(getattr(WatchEvent, f.name).__set__
-                           for f in dataclasses.fields(WatchEvent))
+_WATCH_EVENT_FIELDS = ("type", "state", "path", "zxid", "data", "stat", "children")
+_WATCH_EVENT_FAST = tuple(f.name for f in dataclasses.fields(WatchEvent)) == _WATCH_EVENT_FIELDS
+_WATCH_EVENT_SLOTS = tuple(getattr(WatchEvent, n).__set__ for n in _WATCH_EVENT_FIELDS)
 
 
 def _watch_event(etype: EventType, state: KeeperState, path: str, zxid: int) -> WatchEvent:
     """``WatchEvent(etype, state, path, zxid)``, the other fields at their defaults."""
+    if not _WATCH_EVENT_FAST:  # WatchEvent grew a field: take the slow, always right way
+        return WatchEvent(etype, state, path, zxid)
     event: WatchEvent = object.__new__(WatchEvent)
     set_type, set_state, set_path, set_zxid, set_data, set_stat, set_children = (
         _WATCH_EVENT_SLOTS
@@ -617,6 +621,27 @@ class AsyncClient:
     def _server_path_unchecked(self, path: str) -> str:
         return _paths.add_chroot(self._chroot, path)
 
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until a session is up (however long ``timeout`` allows; None: forever).
+
+        Raises:
+            ClientClosedError: the client is or gets closed.
+            AuthFailedError: the credentials were rejected.
+            RequestTimeoutError: not connected within ``timeout``.
+        """
+        if self._ready is None:
+            raise ClientClosedError("client not started; call start() first")
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._session.connected:
+                    if self._closing:
+                        raise ClientClosedError("client is closed")
+                    if self._fatal is not None:
+                        raise self._fatal
+                    await self._ready.wait()
+        except TimeoutError:
+            raise RequestTimeoutError(f"not connected within {timeout}s") from None
+
     async def _wait_connected(self) -> None:
         assert self._ready is not None
         timeout = self._request_timeout
@@ -701,30 +726,10 @@ class AsyncClient:
             InvalidPathError, InvalidArgumentError, DataTooLargeError,
             ConnectionLossError, SessionExpiredError, ClientClosedError.
         """
-        data = self._check_data(data)
-        if container and (ephemeral or sequence or ttl is not None):
-            raise InvalidArgumentError("container nodes cannot be ephemeral, sequential or TTL")
-        if ttl is not None:
-            if ephemeral:
-                raise InvalidArgumentError("TTL nodes cannot be ephemeral")
-            if not ttl > 0:
-                raise InvalidArgumentError(f"ttl must be > 0 seconds, got {ttl!r}")
-        server_path = self._server_path(path, sequential=sequence)
-        acl = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
-        if not acl:
-            raise InvalidArgumentError("acl must not be empty")
-        mode = CreateMode.from_options(
-            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl is not None
+        request = self._create_request(
+            path, data, ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl,
+            acl=acl, include_stat=include_stat,
         )
-        request: ops.Request
-        if ttl is not None:
-            request = ops.CreateTTL(server_path, data, acl, mode, max(1, int(ttl * 1000)))
-        elif container:
-            request = ops.CreateContainer(server_path, data, acl, mode)
-        elif include_stat:
-            request = ops.Create2(server_path, data, acl, mode)
-        else:
-            request = ops.Create(server_path, data, acl, mode)
         try:
             created, stat = await self._call(request, path)
         except NoNodeError:
@@ -736,6 +741,46 @@ class AsyncClient:
         if include_stat:
             return created, stat
         return created
+
+    def _create_request(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        ephemeral: bool,
+        sequence: bool,
+        container: bool,
+        ttl: float | None,
+        acl: Sequence[ACL] | None,
+        include_stat: bool = False,
+    ) -> ops.Request:
+        """The request for a create (also inside a transaction), with its options checked.
+
+        Raises:
+            InvalidPathError, InvalidArgumentError.
+        """
+        data = self._check_data(data)
+        if container and (ephemeral or sequence or ttl is not None):
+            raise InvalidArgumentError("container nodes cannot be ephemeral, sequential or TTL")
+        if ttl is not None:
+            if ephemeral:
+                raise InvalidArgumentError("TTL nodes cannot be ephemeral")
+            if not ttl > 0:
+                raise InvalidArgumentError(f"ttl must be > 0 seconds, got {ttl!r}")
+        server_path = self._server_path(path, sequential=sequence)
+        acl_t = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
+        if not acl_t:
+            raise InvalidArgumentError("acl must not be empty")
+        mode = CreateMode.from_options(
+            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl is not None
+        )
+        if ttl is not None:
+            return ops.CreateTTL(server_path, data, acl_t, mode, max(1, int(ttl * 1000)))
+        if container:
+            return ops.CreateContainer(server_path, data, acl_t, mode)
+        if include_stat:
+            return ops.Create2(server_path, data, acl_t, mode)
+        return ops.Create(server_path, data, acl_t, mode)
 
     async def ensure_path(self, path: str, acl: Sequence[ACL] | None = None) -> None:
         """Create ``path`` and any missing parents (persistent, empty); no error if present.

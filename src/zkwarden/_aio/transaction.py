@@ -14,7 +14,7 @@ from ..errors import (
     ZooKeeperError,
 )
 from ..protocol import ops
-from ..types import ACL, OPEN_ACL_UNSAFE, CreateMode
+from ..types import ACL
 
 if TYPE_CHECKING:
     from .client import AsyncClient
@@ -54,20 +54,10 @@ class Transaction:
         acl: Sequence[ACL] | None = None,
     ) -> Transaction:
         """Add a create. Raises InvalidPathError / InvalidArgumentError at once."""
-        client = self._client
-        data = client._check_data(data)
-        server_path = client._server_path(path, sequential=sequence)
-        mode = CreateMode.from_options(
-            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl is not None
+        request = self._client._create_request(
+            path, data, ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl,
+            acl=acl,
         )
-        acl_t = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
-        request: ops.Request
-        if ttl is not None:
-            request = ops.CreateTTL(server_path, data, acl_t, mode, max(1, int(ttl * 1000)))
-        elif container:
-            request = ops.CreateContainer(server_path, data, acl_t, mode)
-        else:
-            request = ops.Create(server_path, data, acl_t, mode)
         return self._add(request, path)
 
     def set(self, path: str, data: bytes, version: int = -1) -> Transaction:

@@ -291,7 +291,7 @@ class ServiceCache:
         client = self._client
         while not self._closed:
             try:
-                await self._wait_connected()
+                await self._client.wait_connected()
                 stream = client.add_watch(self._root, recursive=True)
                 self._stream = stream
                 await stream.arm()
@@ -310,16 +310,6 @@ class ServiceCache:
                 return
             finally:
                 self._stream = None
-
-    async def _wait_connected(self) -> None:
-        client = self._client
-        while not client.connected:
-            if client.closed:
-                raise ClientClosedError("client is closed")
-            try:
-                await client._wait_connected()
-            except ConnectionLossError:
-                continue
 
     async def _list(self) -> dict[_Key, str]:
         """Every instance node under the root: key → full path."""

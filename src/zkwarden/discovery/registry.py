@@ -237,7 +237,7 @@ class ServiceRegistry:
                     # The outcome is unknown; once connected again the next pass finds
                     # the node (ours: adopted) or not (created).
                     await asyncio.sleep(_RETRY_PAUSE)
-                    await self._wait_connected()
+                    await self._client.wait_connected()
         except DuplicateInstanceError as exc:
             reg.error = exc
         except ClientClosedError as exc:
@@ -247,16 +247,6 @@ class ServiceRegistry:
             reg.error = exc
         finally:
             reg.done.set()
-
-    async def _wait_connected(self) -> None:
-        client = self._client
-        while not client.connected:
-            if client.closed:
-                raise ClientClosedError("client is closed")
-            try:
-                await client._wait_connected()
-            except ConnectionLossError:
-                continue
 
     async def _reconcile_once(self, reg: _Registration) -> None:
         client = self._client
@@ -421,13 +411,13 @@ class ServiceRegistry:
             except SessionExpiredError:
                 if reg.ephemeral:
                     return  # its session is gone, so is the node
-                await self._wait_connected()
+                await self._client.wait_connected()
             except ConnectionLossError:
                 if reg.ephemeral and client.session_id != session:
                     return
                 await asyncio.sleep(_RETRY_PAUSE)
                 try:
-                    await self._wait_connected()
+                    await self._client.wait_connected()
                 except ClientClosedError:
                     return
             except ClientClosedError:
