@@ -220,10 +220,20 @@ class WatcherEvent:
         w.ustring(self.path)
 
 
+_we_type, _we_state, _we_path = (
+    getattr(WatcherEvent, f.name).__set__ for f in dataclasses.fields(WatcherEvent)
+)
+
+
 def read_watcher_event(r: Reader) -> WatcherEvent:
     op_type, state = r.int_pair()
     path = r.string()
-    return WatcherEvent(op_type, state, path)
+    # Built through its slots, like Stat: every notification is one of these.
+    event: WatcherEvent = _new(WatcherEvent)
+    _we_type(event, op_type)
+    _we_state(event, state)
+    _we_path(event, path)
+    return event
 
 
 def event_type(value: int) -> EventType:

@@ -136,6 +136,11 @@ class Notification:
     zxid: int
 
 
+_note_event, _note_zxid = (
+    getattr(Notification, f.name).__set__ for f in dataclasses.fields(Notification)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AuthReply:
     """The reply to an auth packet (can overtake earlier replies)."""
@@ -426,8 +431,10 @@ class SessionMachine(Generic[T]):
         xid, zxid, err = _REPLY_HEADER.unpack_from(payload, 0)
         if xid < 0:
             if xid == XID_NOTIFICATION:
-                event = read_watcher_event(Reader(payload, 16))
-                return Notification(event, zxid)
+                note: Notification = _new(Notification)
+                _note_event(note, read_watcher_event(Reader(payload, 16)))
+                _note_zxid(note, zxid)
+                return note
             if xid == XID_PING:
                 return _PING_REPLY
             if xid == XID_AUTH:

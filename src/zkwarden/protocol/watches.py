@@ -69,21 +69,33 @@ class WatchRegistry(Generic[W]):
     def fire(self, event_type: EventType, path: str) -> list[W]:
         """Return the watchers an event fires; one-shot ones are removed."""
         fired: list[W] = []
+        tables = self._tables
         for kind in _FIRES.get(event_type, ()):
-            watchers = self._tables[kind].pop(path, None)
+            table = tables[kind]
+            if table:
+                watchers = table.pop(path, None)
+                if watchers:
+                    fired.extend(w for w in watchers if w not in fired)
+        persistent = tables[WatchKind.PERSISTENT]
+        if persistent:
+            watchers = persistent.get(path)
             if watchers:
                 fired.extend(w for w in watchers if w not in fired)
-        persistent = self._tables[WatchKind.PERSISTENT].get(path)
-        if persistent:
-            fired.extend(w for w in persistent if w not in fired)
-        recursive_table = self._tables[WatchKind.PERSISTENT_RECURSIVE]
+        recursive_table = tables[WatchKind.PERSISTENT_RECURSIVE]
         # Recursive watches never get NodeChildrenChanged (the server does not send it
         # to them; a same-path persistent watch may still trigger one).
         if recursive_table and event_type != EventType.NODE_CHILDREN_CHANGED:
-            for ancestor in _ancestors(path):
-                for w in recursive_table.get(ancestor, ()):
-                    if w not in fired:
-                        fired.append(w)
+            get = recursive_table.get
+            ancestor = path
+            while True:  # path, its parent, ..., "/" (as _ancestors, without a generator)
+                watchers = get(ancestor)
+                if watchers:
+                    for w in watchers:
+                        if w not in fired:
+                            fired.append(w)
+                if ancestor == "/":
+                    break
+                ancestor = ancestor.rpartition("/")[0] or "/"
         return fired
 
     def all_watchers(self) -> list[W]:
