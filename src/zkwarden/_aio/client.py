@@ -189,6 +189,7 @@ class AsyncClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._closing = False
+        self._reported_state = ClientState.CONNECTING
         self._session_closed_on_server = False
         self._closed_done: asyncio.Event | None = None
         self._fatal: ZooKeeperError | None = None
@@ -206,8 +207,12 @@ class AsyncClient:
 
     @property
     def state(self) -> ClientState:
-        """The current :class:`ClientState`."""
-        return self._session.state
+        """The current :class:`ClientState`: the last one reported to listeners.
+
+        (The session machine moves first; after a reconnect, CONNECTED is reported once
+        the watches are restored, and this property says so at the same moment.)
+        """
+        return self._reported_state
 
     @property
     def session_id(self) -> int | None:
@@ -226,8 +231,11 @@ class AsyncClient:
 
     @property
     def connected(self) -> bool:
-        """True while a connection with a live session is up."""
-        return self._session.connected
+        """True while a connection with a live session is up and reported (CONNECTED or
+        READ_ONLY)."""
+        return self._session.connected and self._reported_state in (
+            ClientState.CONNECTED, ClientState.READ_ONLY
+        )
 
     @property
     def hosts(self) -> list[HostPort]:
@@ -275,7 +283,7 @@ class AsyncClient:
         assert self._ready is not None
         try:
             async with asyncio.timeout(timeout):
-                while not self._session.connected:
+                while not self.connected:
                     if self._fatal is not None:
                         raise self._fatal
                     if self._closing:
@@ -574,6 +582,7 @@ class AsyncClient:
 
     def _emit(self, changes: Sequence[ClientStateChange]) -> None:
         for change in changes:
+            self._reported_state = change.state
             log.info("state %s -> %s (session 0x%x%s)", change.previous.value, change.state.value,
                      change.session_id or 0, ", new" if change.new_session else "")
             for q in self._state_queues:
@@ -633,7 +642,7 @@ class AsyncClient:
             raise ClientClosedError("client not started; call start() first")
         try:
             async with asyncio.timeout(timeout):
-                while not self._session.connected:
+                while not self.connected:
                     if self._closing:
                         raise ClientClosedError("client is closed")
                     if self._fatal is not None:

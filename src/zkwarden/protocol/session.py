@@ -493,6 +493,10 @@ class SessionMachine(Generic[T]):
         if change is not None:
             self.lost_reported = True
             self.presumed_lost = True
+            # A server whose zxid is behind ours (wiped, or restored from an old snapshot)
+            # refuses the resume by closing the socket, so no server would ever confirm
+            # the expiry. Zxid 0 is accepted by every server; the session is lost anyway.
+            self.last_zxid = 0
         return change
 
     def presumed_expiry_at(self) -> float:
