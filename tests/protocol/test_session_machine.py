@@ -227,6 +227,22 @@ def test_confirmed_expiry_forgets_the_session() -> None:
     assert frame[20:28] == bytes(8)  # sessionId
 
 
+def test_presumed_lost_resumes_with_zxid_zero_so_a_wiped_server_answers() -> None:
+    # A server behind our lastZxidSeen (wiped) refuses by closing, never confirming the
+    # expiry; after the presumed LOST the resume attempt carries zxid 0 instead.
+    m = connected()
+    send(m, ops.Sync("/a"), "t")
+    m.receive(reply(1, 0x99, 0, ustring("/a")), 0.5)
+    m.connection_lost()
+    assert m.connect_request(1.0)[8:16] == struct.pack(">q", 0x99)
+    assert m.check_presumed_expired(6.5) is not None
+    frame = m.connect_request(7.0)
+    assert frame[8:16] == bytes(8)  # lastZxidSeen 0
+    assert frame[20:28] == struct.pack(">q", SID)  # still the old session, to confirm it
+    result = m.handshake(EXPIRED_RESPONSE, 7.0)
+    assert result.expired and result.changes == []  # LOST was reported once already
+
+
 def test_presumed_lost_then_server_accepts_old_id() -> None:
     m = connected()
     m.connection_lost()
