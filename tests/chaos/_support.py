@@ -48,6 +48,11 @@ class StateLog:
     def states(self) -> list[ClientState]:
         return [c.state for c in self.changes]
 
+    def timeline(self, since: float) -> list[tuple[str, float]]:
+        """(state, seconds after ``since``) for each change, for failure messages."""
+        return [(c.state.value, round(t - since, 3)) for c, t in zip(self.changes, self.times,
+                                                                    strict=True)]
+
     def count(self, state: ClientState) -> int:
         return sum(1 for c in self.changes if c.state is state)
 
@@ -59,6 +64,16 @@ class StateLog:
 
     def reached(self, state: ClientState, after: float = 0.0) -> Callable[[], bool]:
         return lambda: self.first_time(state, after) is not None
+
+    def connected_again(self, after: float) -> Callable[[], bool]:
+        """True once CONNECTED has been *reported* after ``after`` and is still the latest
+        state. (``client.connected`` turns True at the handshake, before the watches are
+        restored and CONNECTED is reported: waiting on it races the listeners.)"""
+        return lambda: (
+            bool(self.changes)
+            and self.changes[-1].state is ClientState.CONNECTED
+            and self.times[-1] >= after
+        )
 
 
 class WarningLog(logging.Handler):

@@ -78,7 +78,7 @@ async def test_accept_then_close_backoff_schedule(
         refused = chaos_proxy.stats().accept_then_closed
 
         await wait_for(
-            lambda: client.connected and client.session_id != old_session,
+            lambda: states.connected_again(t_heal)() and client.session_id != old_session,
             maximum + 2 * negotiated, "new session after recovery",
         )
         t_connected = time.monotonic()

@@ -69,7 +69,7 @@ async def test_bad_reply_frame(
         )
         failed_after = time.monotonic() - t0
         assert all(isinstance(r, errors.ConnectionLossError) for r in results), results
-        await wait_for(lambda: client.connected, SESSION_TIMEOUT, "reconnect")
+        await wait_for(states.connected_again(t0), SESSION_TIMEOUT, "reconnect")
         recovery = time.monotonic() - t0
         await _assert_resumed(client, states, session_id, zk_path)
         protocol_errors = zk_warnings.matching("protocol error")
@@ -107,7 +107,7 @@ async def test_bad_handshake_frame(
         t0 = time.monotonic()
         chaos_proxy.reset()
         await wait_for(states.reached(ClientState.SUSPENDED), 1, "SUSPENDED")
-        await wait_for(lambda: client.connected, SESSION_TIMEOUT, "reconnect")
+        await wait_for(states.connected_again(t0), SESSION_TIMEOUT, "reconnect")
         recovery = time.monotonic() - t0
         attempts = client.connect_attempts - attempts0
         assert attempts == 2, attempts  # the spoiled one, then the good one
