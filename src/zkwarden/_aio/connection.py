@@ -20,6 +20,9 @@ from ..protocol.framing import FrameDecoder
 
 __all__ = ("Connection", "ConnectionOwner")
 
+#: Queued writes go out early once this many bytes are waiting (see Connection.write).
+_EARLY_FLUSH = 16 * 1024
+
 log = logging.getLogger("zkwarden.connection")
 
 
@@ -45,6 +48,7 @@ class Connection(asyncio.Protocol):
         self._active = False
         self.closed: asyncio.Future[BaseException] = self._loop.create_future()
         self._out: list[bytes] = []
+        self._out_size = 0
         self._flush_scheduled = False
         self._eager = True  # see write()
         self._timer: asyncio.TimerHandle | None = None
@@ -135,6 +139,11 @@ class Connection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._flush_scheduled:
             self._out.append(data)
+            self._out_size += len(data)
+            if self._out_size >= _EARLY_FLUSH:
+                # Many requests in one iteration: let the server start on the first ones
+                # while we encode the rest (a write per 16 KiB, not per request).
+                self._send_queued()
             return
         if self._eager:
             # The first write since the server last sent us something goes out at once:
@@ -148,6 +157,7 @@ class Connection(asyncio.Protocol):
         # More writes before any reply: queue them and send them all in one write when
         # the loop comes round (pipelining).
         self._out.append(data)
+        self._out_size += len(data)
         self._flush_scheduled = True
         self._loop.call_soon(self._flush)
 
@@ -157,10 +167,14 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._out:
-            return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        if self._out:
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
