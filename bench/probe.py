@@ -40,9 +40,10 @@ def watch_paths(base: str, count: int) -> list[str]:
 class Holder:
     """A connected client holding data watches on a list of paths."""
 
-    def __init__(self, client: str, hosts: str) -> None:
+    def __init__(self, client: str, hosts: str, session_timeout: float = SESSION_TIMEOUT) -> None:
         self.client = client
         self.hosts = hosts
+        self.session_timeout = session_timeout
         self.loop: LoopThread | None = None
         self.handle: Any = None
         self.keep: list[Any] = []
@@ -51,7 +52,7 @@ class Holder:
         if self.client == "kazoo":
             from kazoo.client import KazooClient
 
-            self.handle = KazooClient(hosts=self.hosts, timeout=SESSION_TIMEOUT)
+            self.handle = KazooClient(hosts=self.hosts, timeout=self.session_timeout)
             self.handle.start()
             self.handle.get("/")
             return
@@ -60,7 +61,7 @@ class Holder:
             from zkwarden import AsyncClient
 
             async def make() -> Any:
-                zk = AsyncClient(self.hosts, session_timeout=SESSION_TIMEOUT)
+                zk = AsyncClient(self.hosts, session_timeout=self.session_timeout)
                 await zk.start()
                 await zk.get("/")
                 return zk
@@ -68,7 +69,7 @@ class Holder:
             import aiozk
 
             async def make() -> Any:
-                az = aiozk.ZKClient(self.hosts, session_timeout=SESSION_TIMEOUT)
+                az = aiozk.ZKClient(self.hosts, session_timeout=self.session_timeout)
                 await az.start()
                 await az.get("/")
                 return az
@@ -137,7 +138,8 @@ def settle() -> None:
 
 
 def mode_idle(client: str, hosts: str, count: int, base: str) -> None:
-    holder = Holder(client, hosts)
+    # Every library's default session timeout is 10 s: pings every ~3 s are part of idling.
+    holder = Holder(client, hosts, session_timeout=10.0)
     holder.connect()
     holder.watch(watch_paths(base, count))
     settle()

@@ -46,6 +46,8 @@ def run_idle(c: Clients, sizes: Sizes, rounds: int, warmup: int,
     names = [name for name in CLIENTS if name in c.available]
     procs = {name: _spawn("idle", name, c.hosts, str(n), base) for name in names}
     out = {name: Series() for name in names}
+    total_cpu = dict.fromkeys(names, 0.0)
+    total_time = 0.0
     try:
         for proc in procs.values():
             _line(proc)
@@ -55,8 +57,11 @@ def run_idle(c: Clients, sizes: Sizes, rounds: int, warmup: int,
             t0 = time.monotonic()
             time.sleep(sizes.idle_window)
             elapsed = time.monotonic() - t0
+            total_time += elapsed
             for name, p in procs.items():
-                out[name].samples.append((cpu_seconds(p.pid) - before[name]) / elapsed * 100)
+                used = cpu_seconds(p.pid) - before[name]
+                total_cpu[name] += used
+                out[name].samples.append(used / elapsed * 100)
             log(f"  window {r + 1}/{rounds}: " + ", ".join(
                 f"{name} {s.samples[-1]:.3f}%" for name, s in out.items()))
     finally:
@@ -70,6 +75,10 @@ def run_idle(c: Clients, sizes: Sizes, rounds: int, warmup: int,
                 p.kill()
                 p.wait()
         c.zl.run(delete_tree(c.zk, base))
+    # /proc counts CPU in 10 ms ticks: over all windows together the resolution is finer.
+    for name, series in out.items():
+        series.extra["pooled"] = total_cpu[name] / total_time * 100 if total_time else 0.0
+        series.extra["seconds"] = total_time
     return out
 
 
