@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..errors import ConnectionLossError, ProtocolError, ZooKeeperError
 from ..hosts import HostPort
@@ -57,8 +57,9 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; not necessarily an asyncio.Transport subclass (uvloop's is
+        # not), so no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._eager = True
