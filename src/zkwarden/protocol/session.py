@@ -265,13 +265,9 @@ class SessionMachine(Generic[T]):
         self.last_send = now
         # last_recv is left alone: a TCP connect (even one a proxy accepts) is not hearing
         # from a server, and presumed expiry counts from the last server frame.
-        # A session reported LOST is never resumed, so its zxid no longer binds us: a
-        # server whose data was wiped refuses (closes without reply) any client that has
-        # seen a zxid ahead of its own, which would keep us from ever hearing that the old
-        # session is gone and opening a new one.
         payload = ConnectRequest(
             protocol_version=0,
-            last_zxid_seen=0 if self.presumed_lost else self.last_zxid,
+            last_zxid_seen=self.last_zxid,
             timeout_ms=self.requested_timeout_ms,
             session_id=self.session_id,
             password=self.password,
