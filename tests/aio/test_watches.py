@@ -196,3 +196,31 @@ async def test_closing_persistent_watch_keeps_rearming_one_shot_watch(
     await zk2.set(path, b"2")
     assert (await _next(one_shot)).data == b"2"
     await one_shot.aclose()
+
+
+async def test_break_out_of_async_for_leaves_nothing_behind(
+    zk: Any, zk2: Any, zk_path: str, zk_server: Any
+) -> None:
+    import gc
+
+    path = f"{zk_path}/left"
+    await zk.create(path, b"0", makepath=True)
+
+    async def read_one(stream: Any) -> None:
+        async for _event in stream:
+            break  # no aclose(): a plain async iterator is simply dropped
+
+    def watched_paths() -> str:
+        return str(zk_server.four_letter_word("wchc"))
+
+    await read_one(zk.add_watch(path, recursive=True))
+    await read_one(zk.watch(path, "data"))
+    await read_one(zk.watch(path, "children"))
+    gc.collect()
+    await asyncio.sleep(0.3)  # the removal of the persistent watch is sent in the background
+    assert zk._subscribers == set()
+    # The server holds no persistent watch for this session any more: a change reaches
+    # only the one-shot watches that were armed (and they fire once, then are gone).
+    await zk2.set(path, b"1")
+    await asyncio.sleep(0.2)
+    assert path not in watched_paths()

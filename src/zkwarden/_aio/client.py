@@ -182,6 +182,7 @@ class AsyncClient:
         )
         self._watches: WatchRegistry[Subscriber] = WatchRegistry()
         self._subscribers: set[Subscriber] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[ClientStateChange], object]] = []
         self._state_queues: list[asyncio.Queue[ClientStateChange | None]] = []
         self._conn: Connection | None = None
@@ -1087,16 +1088,51 @@ class AsyncClient:
                 last = True
         return last
 
-    def _has_one_shot_watchers(self, path: str) -> bool:
-        # Any live one-shot stream counts, armed or not: one whose re-arming read is in
+    def _abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:
+        """A stream was garbage-collected without being closed (``break`` out of ``async
+        for``): forget it, and remove its persistent watch from the server if it was the
+        last one. Runs from a weakref finalizer, so only schedules the I/O."""
+        last = self._unregister(sub, [persistent] if persistent else list(WatchKind))
+        loop = self._loop
+        if (persistent is None or not sub.armed or not last or loop is None
+                or loop.is_closed() or self._closing):
+            return
+        path = sub.path
+
+        def remove() -> None:
+            task = loop.create_task(self._remove_persistent_watch(path, persistent))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        loop.call_soon_threadsafe(remove)
+
+    async def _remove_persistent_watch(self, path: str, kind: WatchKind) -> None:
+        """Remove the session's persistent watch on ``path`` from the server. Never raises."""
+        if not self.connected:
+            return  # not restored on reconnect any more either: it is out of the registry
+        watcher_type = (WatcherType.PERSISTENT_RECURSIVE
+                        if kind is WatchKind.PERSISTENT_RECURSIVE else WatcherType.PERSISTENT)
+        try:
+            await self.remove_watches(path, watcher_type)
+        except ZooKeeperError as exc:
+            # ZooKeeper < 3.9 knows only Children/Data/Any; Any would also drop the
+            # watches of other streams on this path, so use it only when there are none.
+            if self._has_other_watchers(path):
+                log.debug("persistent watch on %s left to the session: %s", path, exc)
+                return
+            try:
+                await self.remove_watches(path, WatcherType.ANY)
+            except ZooKeeperError as exc2:
+                log.debug("could not remove watch on %s: %s", path, exc2)
+
+    def _has_other_watchers(self, path: str) -> bool:
+        # Any live stream on the path counts, armed or not: one whose re-arming read is in
         # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
         # would strip the watch it is about to get.
-        if any(isinstance(s, WatchStream) and s.path == path and not s.ended
-               for s in self._subscribers):
+        if any(s.path == path and not s.ended for s in self._subscribers):
             return True
         server_path = self._server_path_unchecked(path)
-        return any(self._watches.has(k, server_path)
-                   for k in (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD))
+        return any(self._watches.has(k, server_path) for k in WatchKind)
 
     async def _watched_call(self, request: ops.Request, path: str, sub: Subscriber) -> Any:
         return await self._call(request, path, sub)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -24,7 +25,7 @@ from ..errors import (
 )
 from ..protocol import ops
 from ..protocol.ops import WatchKind
-from ..types import EventType, KeeperState, Stat, WatcherType, WatchEvent
+from ..types import EventType, KeeperState, WatchEvent
 
 if TYPE_CHECKING:
     from .client import AsyncClient
@@ -38,6 +39,8 @@ _ONE_SHOT_KINDS = (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD)
 
 class Subscriber(Protocol):
     path: str
+    one_shot: bool
+    armed: bool
 
     def deliver(self, event: WatchEvent) -> None: ...
 
@@ -45,20 +48,77 @@ class Subscriber(Protocol):
 
     def reconnected(self) -> None: ...
 
+    @property
+    def ended(self) -> bool: ...
+
+
+class _Delivery:
+    """What the client's tables hold for a stream: a weak link to it.
+
+    ``async for ... : break`` does not close a plain async iterator, so a stream left that
+    way must not live on in the client (a persistent one would queue events forever).
+    Held weakly, it is collected, and its finalizer unregisters it (see
+    :meth:`AsyncClient._abandon`).
+    """
+
+    __slots__ = ("_ref", "path", "one_shot", "armed", "__weakref__")
+
+    def __init__(self, stream: _StreamBase, one_shot: bool) -> None:
+        self._ref = weakref.ref(stream)
+        self.path = stream.path
+        self.one_shot = one_shot
+        #: a persistent watch registered on the server (to remove if abandoned)
+        self.armed = False
+
+    def deliver(self, event: WatchEvent) -> None:
+        stream = self._ref()
+        if stream is not None:
+            stream.deliver(event)
+
+    def end(self, exc: ZooKeeperError) -> None:
+        stream = self._ref()
+        if stream is not None:
+            stream.end(exc)
+
+    def reconnected(self) -> None:
+        stream = self._ref()
+        if stream is not None:
+            stream.reconnected()
+
+    @property
+    def ended(self) -> bool:
+        stream = self._ref()
+        return stream is None or stream.ended
+
 
 class _StreamBase:
-    def __init__(self, client: AsyncClient, path: str) -> None:
+    def __init__(self, client: AsyncClient, path: str, one_shot: bool) -> None:
         self._client = client
         self.path = path
         self._wakeup = asyncio.Event()
         self._error: ZooKeeperError | None = None
         self._finished = False
         self._registered = False
+        self._delivery = _Delivery(self, one_shot)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def _register(self) -> None:
         if not self._registered:
-            self._client._register(self)  # type: ignore[arg-type]
+            self._client._register(self._delivery)
             self._registered = True
+            self._finalizer = weakref.finalize(
+                self, self._client._abandon, self._delivery, self._watch_kind()
+            )
+
+    def _watch_kind(self) -> WatchKind | None:
+        """The persistent kind to remove from the server when abandoned (None: one-shot)."""
+        return None
+
+    def deliver(self, event: WatchEvent) -> None:
+        raise NotImplementedError
+
+    def reconnected(self) -> None:
+        raise NotImplementedError
 
     def end(self, exc: ZooKeeperError) -> None:
         if self._error is None and not self._finished:
@@ -75,7 +135,9 @@ class _StreamBase:
             raise self._error
 
     def _unregister(self) -> None:
-        self._client._unregister(self, list(WatchKind))  # type: ignore[arg-type]
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._client._unregister(self._delivery, list(WatchKind))
 
     def __aiter__(self) -> Self:
         return self
@@ -89,7 +151,7 @@ class WatchStream(_StreamBase):
     """``async for event in zk.watch(path, kind)``; see :meth:`AsyncClient.watch`."""
 
     def __init__(self, client: AsyncClient, path: str, kind: str) -> None:
-        super().__init__(client, path)
+        super().__init__(client, path, one_shot=True)
         self.kind = kind
         self._started = False
         self._fired: WatchEvent | None = None
@@ -124,15 +186,15 @@ class WatchStream(_StreamBase):
             self._raise_end()
             try:
                 if self.kind == "exists":
-                    stat = await client.exists_watched(server_path, self.path, self)
+                    stat = await client.exists_watched(server_path, self.path, self._delivery)
                     return WatchEvent(etype, state, self.path, zxid, stat=stat)
                 if self.kind == "data":
                     data, stat = await client._watched_call(
-                        ops.GetData(server_path, True), self.path, self
+                        ops.GetData(server_path, True), self.path, self._delivery
                     )
                     return WatchEvent(etype, state, self.path, zxid, data=data, stat=stat)
                 children, stat = await client._watched_call(
-                    ops.GetChildren2(server_path, True), self.path, self
+                    ops.GetChildren2(server_path, True), self.path, self._delivery
                 )
                 return WatchEvent(etype, state, self.path, zxid, children=tuple(children),
                                   stat=stat)
@@ -140,7 +202,7 @@ class WatchStream(_StreamBase):
                 # Absent node: arm an exists watch instead, so creation wakes us. If it
                 # appeared in between, read it again.
                 try:
-                    stat = await client.exists_watched(server_path, self.path, self)
+                    stat = await client.exists_watched(server_path, self.path, self._delivery)
                 except (ConnectionLossError, SessionExpiredError, ClientClosedError) as exc:
                     await self._on_read_error(exc)
                     continue
@@ -174,7 +236,7 @@ class PersistentWatchStream(_StreamBase):
     """``async for event in zk.add_watch(path)``; see :meth:`AsyncClient.add_watch`."""
 
     def __init__(self, client: AsyncClient, path: str, recursive: bool) -> None:
-        super().__init__(client, path)
+        super().__init__(client, path, one_shot=False)
         self.recursive = recursive
         self.kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
         self._queue: deque[WatchEvent] = deque()
@@ -202,11 +264,15 @@ class PersistentWatchStream(_StreamBase):
         await client._watched_call(
             ops.AddWatch(client._server_path_unchecked(self.path),
                          1 if self.recursive else 0),
-            self.path, self,
+            self.path, self._delivery,
         )
-        self._armed = True
+        self._armed = self._delivery.armed = True
         self._queue.appendleft(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
         return self
+
+    def _watch_kind(self) -> WatchKind | None:
+        # Only an armed watch exists on the server; the finalizer reads this when it runs.
+        return self.kind
 
     def __await__(self) -> Generator[Any, None, PersistentWatchStream]:
         return self.arm().__await__()
@@ -249,25 +315,10 @@ class PersistentWatchStream(_StreamBase):
             return
         self._finished = True
         self._wakeup.set()
+        if self._finalizer is not None:
+            self._finalizer.detach()
         client = self._client
-        last = client._unregister(self, [self.kind])
-        if not (last and self._armed and client.connected):
-            return
-        watcher_type = (WatcherType.PERSISTENT_RECURSIVE if self.recursive
-                        else WatcherType.PERSISTENT)
-        try:
-            await client.remove_watches(self.path, watcher_type)
-        except ZooKeeperError as exc:
-            # ZooKeeper < 3.9 knows only Children/Data/Any; Any would also drop one-shot
-            # watches of other streams on this path, so use it only when there are none.
-            if client._has_one_shot_watchers(self.path):
-                log.debug("persistent watch on %s left to the session: %s", self.path, exc)
-                return
-            try:
-                await client.remove_watches(self.path, WatcherType.ANY)
-            except ZooKeeperError as exc2:
-                log.debug("could not remove watch on %s: %s", self.path, exc2)
+        last = client._unregister(self._delivery, [self.kind])
+        if last and self._armed:
+            await client._remove_persistent_watch(self.path, self.kind)
 
-
-def _stat_or_none(value: Any) -> Stat | None:
-    return value if isinstance(value, Stat) else None
