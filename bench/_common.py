@@ -149,7 +149,23 @@ def rss_bytes(pid: int | str = "self") -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    """CPU time of a process (all its live threads), in seconds.
+
+    From the per-thread /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU) when the
+    kernel has it; otherwise from /proc/<pid>/stat, which counts in 10 ms ticks, too
+    coarse for a process that is idle (a few pings in a window).
+    """
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:  # the thread just exited
+                continue
+        return total / 1e9
+    except (FileNotFoundError, PermissionError, ValueError, IndexError):
+        pass
     with open(f"/proc/{pid}/stat") as f:
         raw = f.read()
     fields = raw[raw.rindex(")") + 2 :].split()
