@@ -48,7 +48,7 @@ def warm_server(c: Clients, seconds: float) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--hosts", help="host:port of a running ZooKeeper (default: start one)")
-    p.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=7, help="measured rounds (default 7)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up rounds (default 1)")
     p.add_argument("--only", default=",".join(ALL),
                    help=f"comma-separated scenarios (default: all of {','.join(ALL)})")
