@@ -4,6 +4,7 @@ are the client's alone."""
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import time
@@ -26,6 +27,10 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 def _line(proc: subprocess.Popen[str], timeout: float = 300.0) -> Any:
     assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:  # a probe that stops answering fails the run instead of hanging it
+        proc.kill()
+        raise RuntimeError(f"probe {proc.args!r} did not answer within {timeout:.0f}s")
     line = proc.stdout.readline()
     if not line:
         raise RuntimeError(f"probe {proc.args!r} exited with {proc.wait(timeout)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import subprocess
 import sys
 import time
@@ -45,8 +46,14 @@ class _Child:
         self.proc.stdin.write(json.dumps(obj) + "\n")
         self.proc.stdin.flush()
 
-    def recv(self) -> Any:
+    def recv(self, timeout: float = 180.0) -> Any:
         assert self.proc.stdout is not None
+        # One line per command, so nothing is left buffered between calls: waiting on the
+        # pipe is safe, and a child that stops answering fails the run instead of hanging it.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.proc.kill()
+            raise RuntimeError(f"cache process did not answer within {timeout:.0f}s")
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"cache process exited (code {self.proc.wait()})")
