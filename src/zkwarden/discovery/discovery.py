@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from ..errors import NoNodeError
+from ..errors import ConnectionLossError, NoNodeError, UnimplementedError
 from .cache import ServiceCache
 from .formats import RegistryFormat, get_format
 from .instance import ServiceInstance
@@ -18,6 +18,11 @@ from .strategies import Provider, Strategy
 __all__ = ("ServiceDiscovery",)
 
 log = logging.getLogger("zkwarden.discovery")
+
+# Below this many instances pipelined reads are as fast; batches keep each request and
+# reply frame around a megabyte for instance nodes of typical (sub-KiB) size.
+_MULTI_READ_MIN = 64
+_MULTI_READ_BATCH = 250
 
 
 class ServiceDiscovery:
@@ -46,6 +51,7 @@ class ServiceDiscovery:
         self._snapshot_dir = snapshot_dir
         self._protect = protect_threshold
         self._caches: dict[str | None, ServiceCache] = {}
+        self._multi_read: bool | None = None  # unknown until the first large read
         self._providers: list[Provider] = []
 
     @property
@@ -81,14 +87,45 @@ class ServiceDiscovery:
             children = await self._client.get_children(service_path)
         except NoNodeError:
             return []
-        results = await self._client.get_many([_paths.join(service_path, c) for c in children])
-        found: list[ServiceInstance] = []
-        for child, result in zip(children, results, strict=True):
-            if isinstance(result, tuple):
-                inst = self._format.decode(name, child, result[0])
-                if inst is not None:
-                    found.append(inst)
+        fmt = self._format
+
+        def decode(names: list[str], results: list[Any]) -> list[ServiceInstance]:
+            found: list[ServiceInstance] = []
+            for child, result in zip(names, results, strict=True):
+                if isinstance(result, tuple):
+                    inst = fmt.decode(name, child, result[0])
+                    if inst is not None:
+                        found.append(inst)
+            return found
+
+        async def read_and_decode(names: list[str]) -> list[ServiceInstance]:
+            # Decoding a batch overlaps with the server answering the next ones.
+            return decode(names, await self._read_all([_paths.join(service_path, c)
+                                                        for c in names]))
+
+        batches = [children[i : i + _MULTI_READ_BATCH]
+                   for i in range(0, len(children), _MULTI_READ_BATCH)]
+        found = [inst for part in await asyncio.gather(*map(read_and_decode, batches))
+                 for inst in part]
         return sorted(found, key=lambda i: i.id)
+
+    async def _read_all(self, paths: list[str]) -> list[Any]:
+        """Data and Stat of every path: one multiRead where the server has it (>= 3.6; it
+        answers the batch in one go), else pipelined getData."""
+        client = self._client
+        if len(paths) >= _MULTI_READ_MIN and self._multi_read is not False:
+            try:
+                results = await client.multi_read(paths)
+                self._multi_read = True
+                return results
+            except UnimplementedError:
+                # ZooKeeper < 3.6: it answers "unimplemented", then drops the connection.
+                log.info("server has no multiRead; reading instances one request each")
+                self._multi_read = False
+                await client.wait_connected()
+            except ConnectionLossError:
+                await client.wait_connected()
+        return await client.get_many(paths)
 
     async def cache(self, name: str | None = None, *, wait: bool = True) -> ServiceCache:
         """A started cache of service ``name`` (None: every service), shared per name.

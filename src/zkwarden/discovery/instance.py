@@ -106,7 +106,8 @@ def _check_text(what: str, value: object, *, allow_empty: bool = False) -> str:
         raise ConfigurationError(f"{what} must be a str, not {type(value).__name__}")
     if not allow_empty and not value:
         raise ConfigurationError(f"{what} must not be empty")
-    if _has_lone_surrogate(value):
+    # ASCII (nearly every value) cannot hold a surrogate: skip the encode.
+    if not value.isascii() and _has_lone_surrogate(value):
         raise ConfigurationError(f"{what} is not valid Unicode (lone surrogate): {value!r}")
     return value
 
@@ -150,7 +151,14 @@ def _freeze_json(value: object, where: str, depth: int) -> JSONValue:
     if isinstance(value, Mapping):
         out: dict[str, JSONValue] = {}
         for key, item in value.items():
-            _check_text(f"payload key at {where}", key, allow_empty=True)
+            # Fast path for the common flat str → ASCII str entry (decoding thousands of
+            # instances spends its time here); anything else takes the checked path.
+            if type(key) is str and key.isascii():
+                if type(item) is str and item.isascii():
+                    out[key] = item
+                    continue
+            else:
+                _check_text(f"payload key at {where}", key, allow_empty=True)
             out[key] = _freeze_json(item, f"{where}.{key}", depth + 1)
         return out
     if isinstance(value, list | tuple):
