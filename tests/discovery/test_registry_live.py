@@ -162,3 +162,25 @@ async def test_close_racing_inflight_create_leaves_nothing(
         await reg.close()
         await a.close()
     assert await b.get_children(f"{zk_path}/services/race") == []
+
+
+async def test_instances_of_many_read_in_batches(make_client: Any, zk_path: str) -> None:
+    # 150 instances: read with multiRead batches (ZooKeeper >= 3.6), one garbage node among
+    # them skipped, the result the same as reading node by node.
+    base = f"{zk_path}/services"
+    writer, reader = await make_client(), await make_client()
+    reg = ServiceRegistry(writer, base)
+    expected = [ServiceInstance(name="big", id=f"i{n:03d}", address="a", port=n)
+                for n in range(150)]
+    await asyncio.gather(*(reg.register(i) for i in expected))
+    await writer.create(f"{base}/big/zz-garbage", b"not json")
+    disc = ServiceDiscovery(reader, base)
+    found = await disc.instances("big")
+    assert found == expected
+    assert disc._multi_read is True  # the batched path was taken
+    one_by_one = [
+        await reader.get(f"{base}/big/{i.id}") for i in expected
+    ]
+    assert [disc.format.decode("big", i.id, d) for i, (d, _) in zip(expected, one_by_one,
+                                                                 strict=True)] == found
+    await reg.close()
