@@ -101,6 +101,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def forked_since(pid: int) -> bool:
+    """True in a child process forked after ``pid`` created a client (the flag saves a
+    getpid() per call in the common, unforked case)."""
+    return _forked and pid != os.getpid()
+
+
 @atexit.register
 def _close_leftover_sessions() -> None:
     # A client left open must not leave its ephemerals behind for a session timeout. The
@@ -250,7 +256,7 @@ class SessionEngine:
         return self._closing
 
     def _check_usable(self) -> None:
-        if _forked and self._pid != os.getpid():
+        if forked_since(self._pid):
             raise ForkedClientError(
                 "this client was created before fork(); create a new client in the child"
             )

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from .._aio.client import AsyncClient
+from .._aio.engine import forked_since
 from .._aio.retry import Backoff
 from ..errors import (
     ClientClosedError,
@@ -67,15 +68,6 @@ _PUMP_DRAIN = 1.0
 
 _serial = itertools.count(1)
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
-_forked = False
-
-
-def _after_fork_in_child() -> None:
-    global _forked
-    _forked = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register
@@ -150,7 +142,7 @@ class Client(Operations):
 
     def _check_fork(self) -> None:
         # Before any lock: a lock held by a parent thread at fork() stays held in the child.
-        if _forked and self._pid != os.getpid():
+        if forked_since(self._pid):
             raise ForkedClientError(
                 "this Client was created before fork(); its threads and connection belong "
                 "to the parent process: create a new Client in the child"
@@ -291,7 +283,7 @@ class Client(Operations):
         to finish. In a child process after fork() it does nothing (the session is the
         parent's).
         """
-        if _forked and self._pid != os.getpid():
+        if forked_since(self._pid):
             return
         self._close(CLOSE_TIMEOUT if timeout is None else timeout, join_callbacks=True)
 
@@ -488,7 +480,7 @@ class Client(Operations):
         except BaseException:
             # A timeout may cancel our wait just after the loop finished arming: the caller
             # gets no handle, so nothing may stay subscribed.
-            if not (_forked and self._pid != os.getpid()):
+            if not (forked_since(self._pid)):
                 handle.cancel()
             raise
 
