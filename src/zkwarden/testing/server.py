@@ -51,6 +51,7 @@ __all__ = (
 
 _log = logging.getLogger("zkwarden.testing")
 
+_DEBIAN_JAVA_DIR = "/usr/share/java"
 DEBIAN_ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
 # Debian's zookeeper.jar pulls its dependencies in through its manifest Class-Path, but
 # slf4j-api finds no logging backend there and would print nothing; slf4j-simple writes to
@@ -88,8 +89,11 @@ def find_java() -> str:
     return found
 
 
-def find_zookeeper_classpath() -> str:
+def find_zookeeper_classpath(*, netty: bool = False) -> str:
     """Return the Java class path that runs a ZooKeeper server.
+
+    ``netty`` adds the Netty jars Debian's package leaves out of the server's manifest
+    (codec, resolver), which its TLS connection factory needs.
 
     ``$ZOOKEEPER_HOME`` wins when set (its ``conf`` directory, ``lib/*.jar`` and top-level
     jars); otherwise the jars of Debian's ``zookeeper`` package are used.
@@ -115,6 +119,10 @@ def find_zookeeper_classpath() -> str:
         entries = [DEBIAN_ZOOKEEPER_JAR]
         if os.path.isfile(_DEBIAN_LOG_BACKEND):
             entries.append(_DEBIAN_LOG_BACKEND)
+        if netty:
+            entries += [jar for jar in (os.path.join(_DEBIAN_JAVA_DIR, f"netty-{name}.jar")
+                                        for name in ("codec", "resolver"))
+                        if os.path.isfile(jar)]
         return os.pathsep.join(entries)
     raise ZooKeeperNotFoundError(f"ZooKeeper was not found: {_INSTALL_HINT}")
 
@@ -158,8 +166,14 @@ class ZooKeeperServer:
         force_sync: bool = False,
         server_id: int | None = None,
         stop_timeout: float = 5.0,
+        tls_keystore: str | os.PathLike[str] | None = None,
+        tls_keystore_password: str = "",
     ) -> None:
         """Configure a server; nothing starts until :meth:`start`.
+
+        ``tls_keystore`` (a PKCS12 or PEM file with the server's key and certificate) adds
+        a TLS client port (:attr:`secure_port`, :attr:`secure_connect_string`) served by
+        ZooKeeper's Netty connection factory; client certificates are not required.
 
         Raises:
             ConfigurationError: an option is out of range.
@@ -189,6 +203,9 @@ class ZooKeeperServer:
         self.force_sync = force_sync
         self.server_id = server_id
         self.stop_timeout = stop_timeout
+        self.tls_keystore = os.fspath(tls_keystore) if tls_keystore is not None else None
+        self.tls_keystore_password = tls_keystore_password
+        self._secure_port: int | None = None
         self._fixed_port = port is not None
         self._port = port
         self._data_dir = os.fspath(data_dir) if data_dir is not None else None
@@ -198,6 +215,22 @@ class ZooKeeperServer:
         self._served = False
 
     # -- addresses and files --------------------------------------------------------------
+
+    @property
+    def secure_port(self) -> int | None:
+        """The TLS client port (None without ``tls_keystore``; known once started)."""
+        return self._secure_port
+
+    @property
+    def secure_connect_string(self) -> str:
+        """``"127.0.0.1:<secure_port>"``.
+
+        Raises:
+            ConfigurationError: the server has no TLS port, or has not been started.
+        """
+        if self._secure_port is None:
+            raise ConfigurationError("this server has no TLS port (tls_keystore=...)")
+        return f"{LOOPBACK}:{self._secure_port}"
 
     @property
     def host(self) -> str:
@@ -268,6 +301,20 @@ class ZooKeeperServer:
             config["minSessionTimeout"] = str(round(self.min_session_timeout * 1000))
         if self.max_session_timeout is not None:
             config["maxSessionTimeout"] = str(round(self.max_session_timeout * 1000))
+        if self.tls_keystore is not None:
+            if self._secure_port is None:
+                self._secure_port = free_port()
+            keystore_type = "PEM" if self.tls_keystore.endswith(".pem") else "PKCS12"
+            config.update({
+                "secureClientPort": str(self._secure_port),
+                "secureClientPortAddress": LOOPBACK,
+                # Only the Netty factory speaks TLS; it serves the plain port as well.
+                "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
+                "ssl.keyStore.location": self.tls_keystore,
+                "ssl.keyStore.password": self.tls_keystore_password,
+                "ssl.keyStore.type": keystore_type,
+                "ssl.clientAuth": "none",
+            })
         if self.read_only_mode:
             # A read-only (partitioned) 3.8 server answers a new global session with
             # NOTREADONLY and drops resumed ones: only local sessions work there.  They are
@@ -293,7 +340,7 @@ class ZooKeeperServer:
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
             "-cp",
-            find_zookeeper_classpath(),
+            find_zookeeper_classpath(netty=self.tls_keystore is not None),
             _MAIN_CLASS,
             config_path,
         ]
