@@ -382,19 +382,34 @@ def test_short_reply_frame_is_protocol_error() -> None:
         m.receive(hx("00000001 00000000 00000000 000000"), 1.0)  # 15 bytes
 
 
-def test_ping_and_notifications_travel_outside_the_fifo() -> None:
+def test_notifications_outside_the_fifo_ping_replies_in_order() -> None:
+    # Pings pass through the server's request pipeline: their replies come back in order
+    # with the other replies. Notifications can come at any point.
     m = connected()
     xa = send(m, ops.Sync("/a"), "a")
-    xb = send(m, ops.Sync("/b"), "b")
-    assert isinstance(m.receive(reply(-2, 9), 1.0), PingReply)
-    n = m.receive(notification(3, "/w", zxid=-1), 1.0)
+    assert m.on_timer(100.0) is not None  # a ping, queued behind /a
+    xb = send(m, ops.Sync("/b"), "b", 100.0)
+    n = m.receive(notification(3, "/w", zxid=-1), 100.5)
     assert isinstance(n, Notification)
     assert (n.event.type, n.event.state, n.event.path, n.zxid) == (3, 3, "/w", -1)
-    assert m.pending_count == 2
-    assert m.receive(reply(xa, 20, 0, ustring("/a")), 1.0).token == "a"  # type: ignore[union-attr]
-    assert isinstance(m.receive(reply(-2, 0), 1.0), PingReply)
-    assert isinstance(m.receive(notification(4, "/w"), 1.0), Notification)
-    assert m.receive(reply(xb, 21, 0, ustring("/b")), 1.0).token == "b"  # type: ignore[union-attr]
+    assert m.pending_count == 3
+    assert m.receive(reply(xa, 20, 0, ustring("/a")), 100.5).token == "a"  # type: ignore[union-attr]
+    assert isinstance(m.receive(notification(4, "/w"), 100.5), Notification)
+    assert isinstance(m.receive(reply(-2, 0), 100.5), PingReply)
+    assert m.receive(reply(xb, 21, 0, ustring("/b")), 100.5).token == "b"  # type: ignore[union-attr]
+    assert m.pending_count == 0
+
+
+def test_ping_reply_out_of_order_is_a_protocol_error() -> None:
+    # A corrupted reply whose xid reads as -2 must not pass for a ping reply (the request
+    # it stood for would then wait forever on a connection kept alive by pings).
+    m = connected()
+    send(m, ops.Sync("/a"), "a")
+    with pytest.raises(ProtocolError):
+        m.receive(reply(-2, 0), 1.0)
+    fresh = connected()
+    with pytest.raises(ProtocolError):  # no ping was sent at all
+        fresh.receive(reply(-2, 0), 1.0)
 
 
 def test_auth_reply_can_overtake_earlier_replies() -> None:
@@ -445,7 +460,8 @@ def test_last_zxid_only_from_normal_replies_with_positive_zxid() -> None:
     assert m.last_zxid == 0x11
     m.receive(notification(1, "/n", zxid=0x99), 1.0)  # 3.9 notifications carry a zxid
     assert m.last_zxid == 0x11
-    m.receive(reply(-2, 0x98), 1.0)  # ping
+    assert m.on_timer(100.0) is not None
+    m.receive(reply(-2, 0x98), 100.0)  # ping
     assert m.last_zxid == 0x11
     m.prime([("digest", b"a:b")], WatchRegistry(), 0.0)
     m.receive(reply(-4, 0x97), 1.0)  # auth
@@ -484,7 +500,7 @@ def test_read_timeout_after_two_thirds_of_silence() -> None:
     m = connected(6000, now=10.0)
     assert not m.read_timed_out(13.999)
     assert m.read_timed_out(14.0)
-    m.receive(reply(-2, 0), 13.0)  # anything heard resets it
+    m.receive(notification(3, "/w"), 13.0)  # anything heard resets it
     assert not m.read_timed_out(16.999)
     assert m.read_timed_out(17.0)
 
@@ -502,7 +518,7 @@ def test_no_ping_and_no_read_timeout_when_not_connected() -> None:
 
 def test_presumed_expiry_at() -> None:
     m = connected(6000, now=5.0)
-    m.receive(reply(-2, 0), 8.0)
+    m.receive(notification(3, "/w"), 8.0)
     m.connection_lost()
     assert m.presumed_expiry_at() == 14.0
     assert m.check_presumed_expired(13.9) is None

@@ -39,7 +39,7 @@ from ..errors import ProtocolError, error_for_code
 from ..types import ClientState, ClientStateChange
 from .framing import DEFAULT_MAX_SEND, check_send_size
 from .jute import Reader
-from .ops import Auth, CloseSession, Request
+from .ops import Auth, CloseSession, Ping, Request
 from .records import ConnectRequest, ConnectResponse, WatcherEvent, read_watcher_event
 from .watches import WatchRegistry
 
@@ -154,6 +154,7 @@ class PingReply:
 
 
 _PING_REPLY = PingReply()
+_PING_REQUEST = Ping()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,10 @@ class SessionMachine(Generic[T]):
         # instant finds the ping due (``now - last >= interval`` can round the other way).
         if self.connected and now >= self.last_send + self.ping_interval:
             self.last_send = now
+            # Pings travel through the server's request pipeline, so their replies come
+            # back in order: queued like requests, a corrupted reply that happens to read
+            # as a ping reply is out of order (dropped connection), not a silent hang.
+            self._pending.append(_Pending(XID_PING, _PING_REQUEST, None))  # type: ignore[arg-type]
             return _PING_FRAME
         return None
 
@@ -432,6 +437,9 @@ class SessionMachine(Generic[T]):
                 _note_zxid(note, zxid)
                 return note
             if xid == XID_PING:
+                if not self._pending or self._pending[0].xid != XID_PING:
+                    raise ProtocolError("ping reply out of order")
+                self._pending.popleft()
                 return _PING_REPLY
             if xid == XID_AUTH:
                 if self._auth_pending <= 0:
@@ -470,7 +478,7 @@ class SessionMachine(Generic[T]):
         was_connected = self.connected and not closing
         self.connected = False
         self._auth_pending = 0
-        failed = [p.token for p in self._pending if p.xid != XID_SET_WATCHES]
+        failed = [p.token for p in self._pending if p.xid not in (XID_SET_WATCHES, XID_PING)]
         self._pending.clear()
         changes: list[ClientStateChange] = []
         if was_connected:
