@@ -224,3 +224,18 @@ async def test_break_out_of_async_for_leaves_nothing_behind(
     await zk2.set(path, b"1")
     await asyncio.sleep(0.2)
     assert path not in watched_paths()
+
+
+async def test_persistent_stream_closed_while_arming_leaves_no_watch(
+    zk: Any, zk2: Any, zk_path: str, zk_server: Any
+) -> None:
+    path = f"{zk_path}/arming"
+    await zk.create(path, b"0", makepath=True)
+    stream = zk.add_watch(path, recursive=True)
+    arming = asyncio.create_task(stream.arm())
+    await asyncio.sleep(0)  # AddWatch is on its way
+    await stream.aclose()  # closed before the reply came back
+    await arming
+    await asyncio.sleep(0.2)
+    assert zk._watches.count() == 0
+    assert path not in str(zk_server.four_letter_word("wchc"))

@@ -440,7 +440,9 @@ class SessionEngine:
             return
         fut, path, watcher = token
         err = reply.err
-        if watcher is not None:
+        # A stream closed while its arming read was in flight must not come back into the
+        # table (it would be restored on every reconnect and never removed).
+        if watcher is not None and not watcher.ended:
             kind = reply.request.watch_kind
             if kind is not None and (
                 err == 0 or (err == _NO_NODE and kind is WatchKind.EXIST)

@@ -267,6 +267,12 @@ class PersistentWatchStream(_StreamBase):
             self.path, self._delivery,
         )
         self._armed = self._delivery.armed = True
+        if self._finished:
+            # aclose() ran while AddWatch was in flight: the server has the watch now, so
+            # take it off again unless another stream still needs it.
+            if not client._has_other_watchers(self.path):
+                await client._remove_persistent_watch(self.path, self.kind)
+            return self
         self._queue.appendleft(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
         return self
 
