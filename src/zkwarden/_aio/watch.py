@@ -34,7 +34,6 @@ __all__ = ("Subscriber", "WatchStream", "PersistentWatchStream")
 
 log = logging.getLogger("zkwarden.watch")
 
-_ONE_SHOT_KINDS = (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD)
 
 
 class Subscriber(Protocol):

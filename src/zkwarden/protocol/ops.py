@@ -99,7 +99,6 @@ class WatchKind(enum.Enum):
 
 
 _I = struct.Struct(">i")
-_II = struct.Struct(">ii")
 _Q = struct.Struct(">q")
 
 
