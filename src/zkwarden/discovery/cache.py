@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .. import paths as _paths
 from .._aio.client import AsyncClient
 from .._aio.watch import PersistentWatchStream
+from .._tasks import TaskOwner
 from ..errors import (
     ClientClosedError,
     ConnectionLossError,
@@ -40,6 +41,12 @@ from .snapshot import read_snapshot, write_snapshot
 __all__ = ("ServiceCache", "Added", "Removed", "Updated", "Resynced", "CacheChange")
 
 log = logging.getLogger("zkwarden.discovery")
+
+# Pause after an unexpected failure of the watch loop (a bug, or a format whose decode
+# raises): doubled per failure in a row, capped, so a failure that repeats costs one
+# log record per pause, not a busy loop.
+_FAILURE_PAUSE = 0.1
+_FAILURE_PAUSE_MAX = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,7 @@ class ServiceCache:
         self._subscribers: list[_Subscriber] = []
         self._stream: PersistentWatchStream | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(f"cache {self._root}", log)
         self._closed = False
         self._from_snapshot = False
         self._needs_resync = True
@@ -189,16 +197,30 @@ class ServiceCache:
         """Subscribe and read the view (from the snapshot if ZooKeeper is unreachable).
 
         Raises:
-            ClientClosedError: the client is closed.
+            ClientClosedError: the cache is closed.
         """
+        self.start_soon()
+        if wait:
+            await self._ready.wait()
+        return self
+
+    def start_soon(self) -> None:
+        """Start the cache's watch loop without waiting for the view (idempotent).
+
+        For callers that cannot await (a provider made in synchronous code): the loop
+        runs as a task this cache owns, ended by :meth:`close`.
+
+        Raises:
+            ClientClosedError: the cache is closed.
+            RuntimeError (builtin): no running event loop.
+        """
+        if self._closed:
+            raise ClientClosedError("cache closed")
         if self._task is None:
             self._client.add_listener(self._on_state)
             if self._snapshot_dir is not None and not self._client.connected:
                 self._load_snapshot()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        if wait:
-            await self._ready.wait()
-        return self
+            self._task = self._tasks.spawn(self._run(), name="watch")
 
     async def close(self) -> None:
         """Stop watching; subscribers' streams end with ClientClosedError. Never raises."""
@@ -206,19 +228,21 @@ class ServiceCache:
             return
         self._closed = True
         self._client.remove_listener(self._on_state)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._stream is not None:
-            try:
-                await self._stream.aclose()
-            except ZooKeeperError:
-                pass
+        await self._tasks.aclose()
+        await self._drop_stream()
         self._end_subscribers(ClientClosedError("cache closed"))
         if self._on_close is not None:
             self._on_close(self)
 
     # --- internals -----------------------------------------------------------------------
+
+    async def _drop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except ZooKeeperError:
+                pass
 
     def _end_subscribers(self, exc: ZooKeeperError) -> None:
         for sub in self._subscribers:
@@ -289,6 +313,7 @@ class ServiceCache:
 
     async def _run(self) -> None:
         client = self._client
+        pause = _FAILURE_PAUSE
         while not self._closed:
             try:
                 await self._client.wait_connected()
@@ -308,8 +333,23 @@ class ServiceCache:
             except ClientClosedError as exc:
                 self._end_subscribers(exc)
                 return
+            except Exception:
+                # Not a ZooKeeper outcome (a bug, or a format's decode raising): say so
+                # with the traceback, keep the view marked stale, and start over with a
+                # full re-read after a growing pause; a cache that stopped silently would
+                # serve a frozen view as live.
+                log.exception("cache %s: watch loop failed; retrying in %.1fs",
+                              self._root, pause)
+                await self._drop_stream()  # its watch must not outlive this round
+                self._needs_resync = True
+                for sub in self._subscribers:
+                    sub.wakeup.set()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _FAILURE_PAUSE_MAX)
+                continue
             finally:
                 self._stream = None
+            pause = _FAILURE_PAUSE
 
     async def _list(self) -> dict[_Key, str]:
         """Every instance node under the root: key → full path."""

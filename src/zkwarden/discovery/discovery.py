@@ -170,7 +170,8 @@ class ServiceDiscovery:
                 on_close=self._forget,
             )
             self._caches[name] = cache
-            asyncio.get_running_loop().create_task(cache.start(wait=False))
+            # The cache owns its watch task (close() ends it); nothing to await here.
+            cache.start_soon()
         bound = cache
 
         def current() -> Sequence[ServiceInstance]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
+from .._tasks import TaskOwner
 from ..errors import (
     BadVersionError,
     ClientClosedError,
@@ -91,6 +92,9 @@ class ServiceRegistry:
         self._sessions: set[int] = set()
         self._closed = False
         self._lock = asyncio.Lock()
+        # Owns every reconcile task: close() ends them all, and a task that dies of an
+        # unexpected exception is logged at once rather than lost.
+        self._tasks = TaskOwner(f"registry {self._base}", log)
         client.add_listener(self._on_state)
         if client.session_id:
             self._sessions.add(client.session_id)
@@ -184,7 +188,14 @@ class ServiceRegistry:
         self._client.remove_listener(self._on_state)
         regs = list(self._registrations.values())
         self._registrations.clear()
-        results = await asyncio.gather(*(self._remove(r) for r in regs), return_exceptions=True)
+        try:
+            results = await asyncio.gather(
+                *(self._remove(r) for r in regs), return_exceptions=True
+            )
+        finally:
+            # Also when close() itself is cancelled (a bounded shutdown): no reconcile
+            # task may outlive the registry.
+            await self._tasks.aclose()
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, ClientClosedError):
                 log.warning("unregister during close failed: %r", r)
@@ -208,7 +219,7 @@ class ServiceRegistry:
             return
         reg.done.clear()
         reg.error = None
-        reg.task = asyncio.get_running_loop().create_task(self._reconcile(reg))
+        reg.task = self._tasks.spawn(self._reconcile(reg), name=f"register {reg.path}")
 
     async def _wait(self, reg: _Registration) -> None:
         await reg.done.wait()
@@ -245,6 +256,12 @@ class ServiceRegistry:
         except ZooKeeperError as exc:
             log.warning("registering %s failed: %s", reg.path, exc)
             reg.error = exc
+        except Exception as exc:
+            # A bug, not a ZooKeeper outcome: register() must not report success, and
+            # only zkwarden errors leave a public call. Re-raised so the task owner logs
+            # it with its traceback.
+            reg.error = ZooKeeperError(f"registering {reg.path} failed unexpectedly: {exc!r}")
+            raise
         finally:
             reg.done.set()
 
