@@ -277,3 +277,99 @@ async def test_usable_from_async_code(fault_proxy: FaultProxy) -> None:
 def _connect_request() -> bytes:
     payload = struct.pack(">iqiqi16sb", 0, 0, 4000, 0, 16, b"\0" * 16, 0)
     return struct.pack(">i", len(payload)) + payload
+
+
+def _get_data(conn, path: str) -> tuple[int, int, int, bytes]:
+    body = struct.pack(">i", len(path.encode())) + path.encode() + b"\x00"
+    return conn.request(4, body)
+
+
+def test_corrupt_next_reply_body_keeps_the_header(
+    fault_proxy: FaultProxy, raw_zk, zk_path: str
+) -> None:
+    from zkwarden.errors import ProtocolError
+    from zkwarden.protocol import ops
+    from zkwarden.protocol.jute import Reader
+
+    conn = raw_zk(fault_proxy.host, fault_proxy.port)
+    conn.handshake()
+    assert conn.create(zk_path) == 0
+    fault_proxy.corrupt_next_reply_body()
+    # Frames that are not a successful reply pass untouched: a ping (xid -2), an error
+    # reply, and a new connection's ConnectResponse (no ReplyHeader at all).
+    assert conn.ping() == -2
+    assert not conn.exists(zk_path + "/missing")
+    assert raw_zk(fault_proxy.host, fault_proxy.port).handshake().session_id != 0
+    xid, zxid, err, bad = _get_data(conn, zk_path)
+    assert (xid, err) == (conn.xid, 0) and zxid > 0  # the ReplyHeader is intact
+    again = _get_data(conn, zk_path)  # one shot: the next reply is intact
+    assert again[2] == 0 and len(again[3]) == len(bad)
+    assert bad[:4] == struct.pack(">i", -2) and again[3][:4] == struct.pack(">i", 0)
+    assert bad[4:] == again[3][4:]  # only the first 4 body bytes changed
+    ops.GetData(zk_path, False).read_response(Reader(again[3]))
+    with pytest.raises(ProtocolError):
+        ops.GetData(zk_path, False).read_response(Reader(bad))
+
+
+def _assert_reset(conn) -> None:
+    conn.sock.settimeout(3)
+    with pytest.raises(ConnectionError):
+        # After an RST, recv raises (or, if the reset raced our send, the send does).
+        conn.sock.sendall(struct.pack(">iii", 8, -2, 11))
+        if not conn.sock.recv(1):
+            raise ConnectionResetError("EOF instead of a reset")
+
+
+def test_drop_after_server_frames_resets_the_next_connection(
+    fault_proxy: FaultProxy, raw_zk
+) -> None:
+    open_before = raw_zk(fault_proxy.host, fault_proxy.port)
+    open_before.handshake()
+    fault_proxy.drop_after_server_frames(1)
+    assert open_before.ping() == -2  # connections already open are not the next one
+    conn = raw_zk(fault_proxy.host, fault_proxy.port)
+    hs = conn.handshake()  # frame 1, the ConnectResponse, arrives whole ...
+    assert hs.session_id != 0
+    _assert_reset(conn)  # ... and the connection is reset right after it
+    again = raw_zk(fault_proxy.host, fault_proxy.port)  # one shot
+    again.handshake()
+    assert again.ping() == -2 and again.ping() == -2
+
+    fault_proxy.drop_after_server_frames(2)
+    late = raw_zk(fault_proxy.host, fault_proxy.port)
+    late.handshake()
+    assert late.ping() == -2  # frame 2 arrives ...
+    _assert_reset(late)  # ... then the reset
+    with pytest.raises(ConfigurationError):
+        fault_proxy.drop_after_server_frames(0)
+
+
+def test_drop_after_server_frames_for_new_sessions_only(
+    fault_proxy: FaultProxy, raw_zk
+) -> None:
+    first = raw_zk(fault_proxy.host, fault_proxy.port)
+    hs = first.handshake()
+    first.close()
+    fault_proxy.drop_after_server_frames(1, new_session=True)
+    # Re-attaching the existing session passes ...
+    resume = raw_zk(fault_proxy.host, fault_proxy.port)
+    payload = struct.pack(">iqiqi16sb", 0, 0, 4000, hs.session_id, 16, hs.password, 0)
+    resume.sock.sendall(struct.pack(">i", len(payload)) + payload)
+    assert resume.parse_connect_response(resume.read_frame()[4:]).session_id == hs.session_id
+    assert resume.ping() == -2
+    # ... the next connection asking for a new session is reset after its handshake.
+    fresh = raw_zk(fault_proxy.host, fault_proxy.port)
+    assert fresh.handshake().session_id not in (0, hs.session_id)
+    _assert_reset(fresh)
+    assert resume.ping() == -2
+
+
+def test_pass_through_disarms_reply_faults(fault_proxy: FaultProxy, raw_zk, zk_path) -> None:
+    fault_proxy.corrupt_next_reply_body()
+    fault_proxy.drop_after_server_frames(1)
+    fault_proxy.pass_through()
+    conn = raw_zk(fault_proxy.host, fault_proxy.port)
+    conn.handshake()
+    assert conn.create(zk_path) == 0
+    assert _get_data(conn, zk_path)[3][:4] == struct.pack(">i", 0)
+    assert conn.ping() == -2

@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import struct
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import ConnectionLossError, ProtocolError
 from ..hosts import HostPort
-from ..protocol.framing import FrameDecoder
+from ..protocol import ops
+from ..protocol.framing import FrameDecoder, frame
 from ..protocol.jute import Reader
-from ..protocol.records import ConnectRequest, ConnectResponse
+from ..protocol.records import (
+    ConnectRequest,
+    ConnectResponse,
+    read_reply_header,
+    request_header,
+)
 
 __all__ = ("open_connection", "close_session_blocking")
 
@@ -61,14 +67,33 @@ async def open_connection(
     return transport, protocol
 
 
-def _recv_frame(sock: socket.socket, decoder: FrameDecoder) -> bytes:
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionLossError("server closed the connection")
-        frames = decoder.feed(chunk)
-        if frames:
-            return frames[0]
+class _FrameReader:
+    """Blocking frame reader over a socket: every frame of a read is kept, so two frames
+    that arrive together (the ConnectResponse and the closeSession reply usually do) are
+    both returned, one per call."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._decoder = FrameDecoder()
+        self._frames: deque[bytes] = deque()
+
+    def next(self) -> bytes:
+        """The next frame's payload.
+
+        Raises:
+            ConnectionLossError: the server closed the connection first.
+            ProtocolError: a frame length out of range.
+            OSError: the socket failed or timed out.
+        """
+        while not self._frames:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionLossError("server closed the connection")
+            self._frames.extend(self._decoder.feed(chunk))
+        return self._frames.popleft()
+
+
+_CLOSE_XID = 1
 
 
 def close_session_blocking(
@@ -82,13 +107,14 @@ def close_session_blocking(
     """Attach to ``session_id`` from a new blocking connection and close the session.
 
     Returns True when the server confirmed the close, False when the session was already
-    gone (the server answered with timeout 0).
+    gone (the server answered with timeout 0) or refused the close.
 
     Raises:
         ConnectionLossError: the server could not be reached or dropped the connection.
         ProtocolError: the server answered with something that is not ZooKeeper.
     """
-    request = ConnectRequest(0, 0, 10_000, session_id, password, False).encode()
+    connect = ConnectRequest(0, 0, 10_000, session_id, password, False).encode()
+    close = request_header(_CLOSE_XID, ops.CloseSession.OPCODE) + ops.CloseSession().body()
     try:
         raw = socket.create_connection((host.host, host.port), timeout=timeout)
     except OSError as exc:
@@ -98,18 +124,18 @@ def close_session_blocking(
         if tls is not None:
             sock = tls.wrap_socket(raw, server_hostname=host.host)
         sock.settimeout(timeout)
-        decoder = FrameDecoder()
-        # ConnectRequest and closeSession (xid 1, opcode -11, no body) in one write: the
-        # server runs them in order once the session is attached, and the owner of the
-        # session gets no window to re-attach it in between.
-        sock.sendall(struct.pack(">i", len(request)) + request + struct.pack(">iii", 8, 1, -11))
-        response = ConnectResponse.read(Reader(_recv_frame(sock, decoder)))
+        frames = _FrameReader(sock)
+        # ConnectRequest and closeSession in one write: the server runs them in order once
+        # the session is attached, and the owner of the session gets no window to
+        # re-attach it in between.
+        sock.sendall(frame(connect) + frame(close))
+        response = ConnectResponse.read(Reader(frames.next()))
         if response.timeout_ms <= 0:
             return False
-        reply = _recv_frame(sock, decoder)
-        if len(reply) < 16:
-            raise ProtocolError("short closeSession reply")
-        return True
+        header = read_reply_header(Reader(frames.next()))
+        if header.xid != _CLOSE_XID:
+            raise ProtocolError(f"closeSession answered with xid {header.xid}")
+        return header.err == 0
     except OSError as exc:
         raise ConnectionLossError(f"closing session 0x{session_id:x} failed: {exc}") from exc
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +11,8 @@ from .. import paths as _paths
 from .._aio.client import AsyncClient
 from ..errors import ConfigurationError, NoNodeError, ZooKeeperError
 from ..hosts import HostPort, parse_connect_string
+from ..testing._errors import FourLetterWordError
+from ..testing._fourlw import exchange_four_letter_word, parse_mntr, refused_by_whitelist
 from ..types import Stat
 from .exitcodes import UnreachableError
 from .output import Output, human_size
@@ -178,34 +179,22 @@ def read_mntr(host: HostPort, timeout: float) -> dict[str, str]:
     """Send ``mntr`` to one server and parse the ``key<TAB>value`` reply.
 
     Raises:
-        UnreachableError: no connection or no reply.
+        UnreachableError: no connection or no reply within ``timeout`` seconds.
         ZooKeeperError: the server refused (not whitelisted) or is not serving.
     """
-    chunks: list[bytes] = []
     try:
-        with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
-            sock.sendall(b"mntr")
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
+        text, _ = exchange_four_letter_word(host.host, host.port, "mntr", timeout)
     except OSError as exc:
         raise UnreachableError(f"cannot reach {host}: {exc}") from exc
-    text = b"".join(chunks).decode("utf-8", errors="replace")
-    if "not in the whitelist" in text:
+    if refused_by_whitelist(text):
         raise ZooKeeperError(
             f"{host} refuses mntr: add it to 4lw.commands.whitelist in zoo.cfg"
         )
-    metrics: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("\t")
-        if sep:
-            metrics[key.strip()] = value.strip()
-    if not metrics:
+    try:
+        return parse_mntr(text)
+    except FourLetterWordError:
         reply = text.strip() or "an empty reply"
-        raise ZooKeeperError(f"{host} answered mntr with {reply!r} (not serving?)")
-    return metrics
+        raise ZooKeeperError(f"{host} answered mntr with {reply!r} (not serving?)") from None
 
 
 async def cmd_mntr(args: argparse.Namespace, opts: Options, out: Output) -> int:

@@ -11,13 +11,55 @@ from zkwarden.errors import ConfigurationError
 from ._errors import FourLetterWordError
 
 __all__ = (
+    "exchange_four_letter_word",
     "four_letter_word",
     "parse_cons_sessions",
     "parse_dump_ephemerals",
     "parse_dump_sessions",
     "parse_mntr",
+    "refused_by_whitelist",
     "send_four_letter_word",
 )
+
+
+_REFUSED = "is not executed because it is not in the whitelist"
+
+
+def exchange_four_letter_word(
+    host: str, port: int, cmd: str, timeout: float
+) -> tuple[str, int]:
+    """Send ``cmd`` and read the reply until EOF; return it (decoded, undecodable bytes
+    replaced) and the local port of the connection used.  The whole exchange, connect
+    included, is bounded by ``timeout`` seconds.  The reply is returned as it came: see
+    :func:`refused_by_whitelist`.
+
+    Raises:
+        ConfigurationError: ``cmd`` is not four ASCII letters.
+        OSError: no connection, a reset, or no EOF within ``timeout`` (TimeoutError).
+    """
+    if len(cmd) != 4 or not cmd.isascii() or not cmd.isalpha():
+        raise ConfigurationError(f"not a four-letter word: {cmd!r}")
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        local_port = int(sock.getsockname()[1])
+        sock.sendall(cmd.encode("ascii"))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no EOF in {timeout}s")
+            sock.settimeout(remaining)
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode("utf-8", errors="replace"), local_port
+
+
+def refused_by_whitelist(text: str) -> bool:
+    """True when ``text`` is the server's refusal of a command missing from
+    ``4lw.commands.whitelist``."""
+    return _REFUSED in text
 
 
 def send_four_letter_word(host: str, port: int, cmd: str, timeout: float) -> tuple[str, int]:
@@ -30,27 +72,11 @@ def send_four_letter_word(host: str, port: int, cmd: str, timeout: float) -> tup
         FourLetterWordError: no connection, no complete reply within ``timeout`` seconds,
             or the command is not in the server's whitelist.
     """
-    if len(cmd) != 4 or not cmd.isascii() or not cmd.isalpha():
-        raise ConfigurationError(f"not a four-letter word: {cmd!r}")
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            local_port = int(sock.getsockname()[1])
-            sock.sendall(cmd.encode("ascii"))
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise FourLetterWordError(f"{cmd} to {host}:{port}: no EOF in {timeout}s")
-                sock.settimeout(remaining)
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
+        text, local_port = exchange_four_letter_word(host, port, cmd, timeout)
     except OSError as exc:
         raise FourLetterWordError(f"{cmd} to {host}:{port} failed: {exc}") from exc
-    text = b"".join(chunks).decode("utf-8", errors="replace")
-    if "is not executed because it is not in the whitelist" in text:
+    if refused_by_whitelist(text):
         raise FourLetterWordError(f"{cmd} to {host}:{port}: {text.strip()}")
     return text, local_port
 

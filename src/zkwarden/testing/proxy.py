@@ -26,7 +26,7 @@ from zkwarden.errors import ConfigurationError
 from zkwarden.hosts import parse_connect_string
 
 from ._errors import ProxyError
-from ._frames import FrameCutter, FrameFault
+from ._frames import ConnectRequestSniffer, FrameCutter, FrameFault
 
 __all__ = ("Direction", "FaultProxy", "ProxyStats")
 
@@ -135,8 +135,9 @@ class FaultProxy:
     """A TCP proxy on a free 127.0.0.1 port in front of one or more upstream servers.
 
     Faults: :meth:`delay`, :meth:`blackhole`, :meth:`reset`, :meth:`refuse_connections`,
-    :meth:`accept_then_close`, :meth:`corrupt_next_frame`, :meth:`truncate_next_frame`;
-    :meth:`pass_through` clears them all.  New connections go to the upstreams in turn, or
+    :meth:`accept_then_close`, :meth:`corrupt_next_frame`, :meth:`corrupt_next_reply_body`,
+    :meth:`truncate_next_frame`, :meth:`drop_after_server_frames`; :meth:`pass_through`
+    clears them all.  New connections go to the upstreams in turn, or
     to the one chosen with :meth:`use_upstream`.  Only loopback addresses are accepted.
 
     Example::
@@ -186,6 +187,9 @@ class FaultProxy:
         self._accept_then_close = False
         self._refusing = False
         self._frame_fault: FrameFault | None = None
+        self._body_fault = False
+        # (frames, new sessions only) of an armed drop_after_server_frames
+        self._drop_after: tuple[int, bool] | None = None
         self._bytes = {"upstream": 0, "downstream": 0}
         self._accepted = 0
         self._accept_then_closed = 0
@@ -354,6 +358,8 @@ class FaultProxy:
             self._dropped.clear()
             self._accept_then_close = False
             self._frame_fault = None
+            self._body_fault = False
+            self._drop_after = None
             self._changed_now()
 
         self._call(clear)
@@ -482,6 +488,56 @@ class FaultProxy:
         """
         self._arm("truncate")
 
+    def corrupt_next_reply_body(self) -> None:
+        """Corrupt the body of the next server→client reply with xid > 0 and err == 0 (a
+        reply to a request; not a ping, a watch event nor the ConnectResponse), on whichever
+        connection gets one first.  The length prefix and the ReplyHeader (xid, zxid, err)
+        pass intact; the first 4 body bytes become a length of -2, so a reply whose body
+        starts with a buffer, string or vector (getData, getChildren, create, getACL ...)
+        cannot be decoded.  Only replies with at least 4 body bytes qualify.
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+
+        def apply() -> None:
+            self._body_fault = True
+
+        self._call(apply)
+
+    def drop_after_server_frames(self, frames: int, *, new_session: bool = False) -> None:
+        """Reset (TCP RST, both sides) the next connection right after the server has sent
+        it ``frames`` frames, the ConnectResponse being frame 1: ``1`` kills a connection
+        between its handshake and the first reply, e.g. while the client restores its
+        watches or re-sends its auth.  The next connection is the next one to send a
+        ConnectRequest; with ``new_session`` the next one asking for a new session
+        (session id 0), so reconnects of the current session pass.  One shot.
+
+        Raises:
+            ConfigurationError: ``frames`` is below 1.
+            ProxyError: the proxy is not running.
+        """
+        if frames < 1:
+            raise ConfigurationError(f"frames must be >= 1, got {frames!r}")
+
+        def apply() -> None:
+            self._drop_after = (int(frames), new_session)
+
+        self._call(apply)
+
+    def _claim_body_fault(self, xid: int, err: int) -> bool:
+        if self._body_fault and xid > 0 and err == 0:
+            self._body_fault = False
+            return True
+        return False
+
+    def _claim_drop(self, session_id: int) -> int | None:
+        armed = self._drop_after
+        if armed is None or (armed[1] and session_id != 0):
+            return None
+        self._drop_after = None
+        return armed[0]
+
     def _arm(self, fault: FrameFault) -> None:
         def apply() -> None:
             self._frame_fault = fault
@@ -586,11 +642,16 @@ class FaultProxy:
             "upstream": asyncio.Queue(_QUEUE_CHUNKS),
             "downstream": asyncio.Queue(_QUEUE_CHUNKS),
         }
+        cutter = FrameCutter(self._claim_frame_fault, self._claim_body_fault)
         conn.tasks = [
             asyncio.create_task(self._read(client_reader, queues["upstream"], conn)),
-            asyncio.create_task(self._write("upstream", queues["upstream"], up_writer, conn)),
+            asyncio.create_task(
+                self._write("upstream", queues["upstream"], up_writer, conn, cutter)
+            ),
             asyncio.create_task(self._read(up_reader, queues["downstream"], conn)),
-            asyncio.create_task(self._write("downstream", queues["downstream"], conn.client, conn)),
+            asyncio.create_task(
+                self._write("downstream", queues["downstream"], conn.client, conn, cutter)
+            ),
         ]
         await asyncio.wait(conn.tasks)
         conn.close()
@@ -617,8 +678,14 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes]],
         writer: asyncio.StreamWriter,
         conn: _Connection,
+        downstream_cutter: FrameCutter,
     ) -> None:
-        cutter = FrameCutter(self._claim_frame_fault) if direction == "downstream" else None
+        # The downstream writer cuts frames; the upstream one reads the ConnectRequest's
+        # session id to arm a drop_after_server_frames on the cutter of its own connection
+        # before the request is forwarded, so before any server frame can arrive.
+        downstream = direction == "downstream"
+        cutter = downstream_cutter if downstream else None
+        sniffer = None if downstream else ConnectRequestSniffer()
         try:
             while True:
                 arrived, data = await queue.get()
@@ -632,13 +699,20 @@ class FaultProxy:
                 if direction in self._dropped:
                     continue
                 close_after = False
+                if sniffer is not None and not sniffer.done:
+                    session_id = sniffer.feed(data)
+                    if session_id is not None:
+                        downstream_cutter.reset_after_frames = self._claim_drop(session_id)
                 if cutter is not None:
                     data, close_after = cutter.feed(data)
                 writer.write(data)
                 self._bytes[direction] += len(data)
                 if close_after:
                     await writer.drain()
-                    conn.close()
+                    if cutter is not None and cutter.reset:
+                        conn.abort(rst=True)
+                    else:
+                        conn.close()
                     return
                 await writer.drain()
         except OSError:
