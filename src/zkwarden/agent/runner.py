@@ -27,19 +27,20 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
 
 from .. import __version__
 from .._aio.client import AsyncClient
+from .._tasks import TaskOwner
 from ..discovery import ServiceDiscovery, ServiceRegistry
 from ..errors import ConfigurationError, ZooKeeperError
 from ..types import ClientState, ClientStateChange
 from .config import AgentConfig, ServiceConfig, TLSConfig, load_config
 from .http import ApiServer
-from .logs import EventLog, configure_logging
+from .logs import EventLog, configure_logging, logger
 from .metrics import REGISTRATION_STATES, AgentMetrics
 from .service import LocalService
 from .views import Views
@@ -87,8 +88,12 @@ class Agent:
         self._views: Views | None = None
         self._http: aiohttp.ClientSession | None = None
         self._api = ApiServer(self)
+        # Two owners, because stop() ends them at different times: background work
+        # (reloads, reconfigures, view changes) first; removals only after every
+        # registration was deleted, so their explicit deletes are not cut short.
+        self._tasks = TaskOwner("agent", logger)
+        self._removals = TaskOwner("agent removal", logger)
         self._removing: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -210,9 +215,7 @@ class Agent:
         if self._stopping or not self._started:
             self.events.warning("reload_ignored", "not reloading: the agent is not running")
             return
-        task = asyncio.get_running_loop().create_task(self.reload())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._tasks.spawn(self.reload(), name="reload")
 
     async def wait_stop_requested(self) -> None:
         await self._stop_requested.wait()
@@ -234,16 +237,12 @@ class Agent:
         def left() -> float:
             return max(0.1, budget - (time.monotonic() - started))
 
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._tasks.aclose()
         services = list(self.services.values())
         await asyncio.gather(*(s.stop(unregister=False) for s in services), return_exceptions=True)
         if self._registry is not None:
             await self._unregister_all(left)
-        for task in list(self._removing.values()):
-            task.cancel()
-        await asyncio.gather(*self._removing.values(), return_exceptions=True)
+        await self._removals.aclose()
         if self._views is not None:
             await self._views.close()
         await self._api.stop()
@@ -271,6 +270,18 @@ class Agent:
         """
         assert self._registry is not None
         task = asyncio.get_running_loop().create_task(self._registry.close())
+        try:
+            await self._await_unregister(task, left)
+        finally:
+            # Also when stop() itself is cancelled: the registry's close (and the
+            # deletes it is doing) must not outlive the agent's stop.
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _await_unregister(
+        self, task: asyncio.Task[None], left: Callable[[], float]
+    ) -> None:
         down_since: float | None = None
         while not task.done():
             await asyncio.wait([task], timeout=min(0.1, left()))
@@ -315,9 +326,7 @@ class Agent:
             if not self._stopping and self.services.get(config.key) is svc:
                 svc.start()
 
-        task = asyncio.get_running_loop().create_task(start_after_removal())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._tasks.spawn(start_after_removal(), name=f"start {config.name}/{config.id}")
 
     def _remove_service(self, key: tuple[str, str]) -> None:
         svc = self.services.pop(key)
@@ -335,7 +344,7 @@ class Agent:
                 if self._removing.get(key) is task:
                     del self._removing[key]
 
-        task = asyncio.get_running_loop().create_task(remove())
+        task = self._removals.spawn(remove(), name=f"remove {key[0]}/{key[1]}")
         self._removing[key] = task
 
     # --- reload ------------------------------------------------------------------------
@@ -400,17 +409,16 @@ class Agent:
         for svc_cfg in added:
             self._add_service(svc_cfg)
         for svc_cfg in changed:
-            task = asyncio.get_running_loop().create_task(
-                self.services[svc_cfg.key].reconfigure(svc_cfg)
+            self._spawn(
+                self.services[svc_cfg.key].reconfigure(svc_cfg),
+                f"reconfigure {svc_cfg.name}/{svc_cfg.id}",
             )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
         watch_added = [n for n in kept_agent.watch if n not in old.agent.watch]
         watch_removed = [n for n in old.agent.watch if n not in kept_agent.watch]
         for name in watch_added:
-            self._spawn(self.views.open(name, pinned=True))
+            self._spawn(self.views.open(name, pinned=True), f"watch {name}")
         for name in watch_removed:
-            self._spawn(self.views.close_view(name))
+            self._spawn(self.views.close_view(name), f"unwatch {name}")
             self.metrics.forget_view(name)
         self.config = dataclasses.replace(new, zookeeper=old.zookeeper, agent=kept_agent)
         self.events.info(
@@ -432,10 +440,8 @@ class Agent:
             registry.base_path, old_inst
         ) != registry.format.instance_path(registry.base_path, new_inst)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.spawn(coro, name=name)
 
     # --- ZooKeeper state ---------------------------------------------------------------
 

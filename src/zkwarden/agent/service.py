@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 import aiohttp
 
+from .._tasks import TaskOwner
 from ..discovery import ServiceInstance, ServiceRegistry
 from ..errors import ClientClosedError, DuplicateInstanceError, NoNodeError, ZooKeeperError
 from .checks import Check, CheckResult, HealthState, Status, make_check
 from .config import ServiceConfig
-from .logs import EventLog
+from .logs import EventLog, logger
 from .metrics import AgentMetrics
 
 __all__ = ("LocalService", "RegistrationState")
@@ -66,6 +67,8 @@ class LocalService:
         self._conflict = False
         self._check_task: asyncio.Task[None] | None = None
         self._registrar_task: asyncio.Task[None] | None = None
+        # Owns both loops: stop() ends them, and one that dies is logged, not lost.
+        self._tasks = TaskOwner(f"service {config.name}/{config.id}", logger)
         self._stopped = False
         self._labels = {"service": config.name, "id": config.id}
         metrics.check_passing.labels(**self._labels).set(-1)
@@ -92,15 +95,13 @@ class LocalService:
 
     def start(self) -> None:
         """Start the check loop and the registrar."""
-        loop = asyncio.get_running_loop()
-        label = f"{self.config.name}/{self.config.id}"
-        self._registrar_task = loop.create_task(self._registrar(), name=f"registrar {label}")
+        self._registrar_task = self._tasks.spawn(self._registrar(), name="registrar")
         if self.config.check.type == "none":
             self.health.status = "passing"
             self._metrics.check_passing.labels(**self._labels).set(1)
             self._set_want(True)
         else:
-            self._check_task = loop.create_task(self._check_loop(), name=f"check {label}")
+            self._check_task = self._tasks.spawn(self._check_loop(), name="check")
 
     async def reconfigure(self, config: ServiceConfig) -> None:
         """Apply a changed entry with the same (name, id) without deregistering.
@@ -119,7 +120,7 @@ class LocalService:
                 self.health.status = "passing"
                 self._set_want(True)
             elif not self._stopped:
-                self._check_task = asyncio.get_running_loop().create_task(self._check_loop())
+                self._check_task = self._tasks.spawn(self._check_loop(), name="check")
             self._events.info(
                 "check_reconfigured", f"check of {self._label} changed; status kept ({status})",
                 service=config.name, id=config.id, status=status,
@@ -140,10 +141,7 @@ class LocalService:
         """
         self._stopped = True
         await self._stop_check()
-        task = self._registrar_task
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.aclose()
         if unregister and self._in_registry:
             try:
                 await self._registry.unregister(self.instance)
@@ -237,10 +235,10 @@ class LocalService:
         try:
             await asyncio.wait([task, waker], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Both are ours: neither may outlive this call, even when it is cancelled.
             waker.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            task.cancel()
+            await asyncio.gather(task, waker, return_exceptions=True)
         if task.done() and not task.cancelled():
             task.result()
             return True
@@ -276,7 +274,11 @@ class LocalService:
                 backoff = min(backoff * 2, _CONFLICT_RETRY_MAX)
             except ClientClosedError:
                 return
-            except ZooKeeperError as exc:
+            except Exception as exc:
+                # A ZooKeeper error, or a bug (then with its traceback): either way the
+                # registrar must keep following the health status, not die silently.
+                if not isinstance(exc, ZooKeeperError):
+                    logger.error("registrar of %s failed", self._label, exc_info=exc)
                 self._events.limited(
                     f"register:{self._label}", logging.WARNING, "registration_failed",
                     f"registering {self._label} failed: {exc}; retrying",

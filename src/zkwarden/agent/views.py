@@ -18,8 +18,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from .._tasks import TaskOwner
 from ..discovery import Provider, Resynced, ServiceCache, ServiceDiscovery, ServiceInstance
 from ..errors import ClientClosedError, ZooKeeperError
+from .logs import logger
 
 __all__ = ("ServiceView", "Views")
 
@@ -45,9 +47,10 @@ class ServiceView:
             OrderedDict()
         )
         self._closed = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._follow(), name=f"view {name}"
-        )
+        # The view owns the task following its cache: close() ends it, and a failure
+        # in it is logged (the view would otherwise freeze while looking live).
+        self._tasks = TaskOwner(f"view {name}", logger)
+        self._tasks.spawn(self._follow(), name="follow")
 
     # --- state ---------------------------------------------------------------------
 
@@ -162,8 +165,7 @@ class ServiceView:
         if self._closed:
             return
         self._closed = True
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.aclose()
         try:
             await self.cache.close()
         except ZooKeeperError:
