@@ -20,11 +20,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 
 
 def zk_threads() -> list[threading.Thread]:
-    """The threads zkwarden's sync facade started (loop and callback threads)."""
+    """The threads zkwarden's sync facade started (loop, callback and listener threads)."""
     return [t for t in threading.enumerate() if _OURS.match(t.name)]
 
 
-_OURS = re.compile(r"^zkwarden-\d+-(loop|callbacks)")
+_OURS = re.compile(r"^zkwarden-\d+-(loop|callbacks|listeners)")
 
 
 def no_new_threads(before: set[threading.Thread], timeout: float = 2.0) -> bool:

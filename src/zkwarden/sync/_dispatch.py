@@ -11,6 +11,14 @@ Workers start lazily (a client without callbacks starts none), and a second work
 only when a channel becomes ready while every worker is busy. Workers beyond the first exit
 after a while idle. Everything here is safe to call from any thread, including the loop
 thread, and never blocks on user code.
+
+Memory stays bounded while a callback blocks (DESIGN rule 8). Calls posted as
+``droppable`` (watch events, as opposed to the single end-of-stream call) are queued by the
+channel's policy: a *coalescing* channel (one-shot watches, whose events carry the state
+read when re-arming) keeps at most one, the newest, because it supersedes every older one;
+a *bounded* channel (persistent watches, whose events are each a change) keeps at most
+``limit``, and when it would exceed that it drops them all and queues one overflow call
+instead (an event of type NONE, the "re-read" signal a stream gives after a reconnect).
 """
 
 from __future__ import annotations
@@ -31,16 +39,72 @@ _IDLE_EXIT = 5.0
 
 
 class Channel:
-    """One ordered stream of calls (one watch handle or one state listener)."""
+    """One ordered stream of calls (one watch handle or one state listener).
 
-    __slots__ = ("name", "_items", "_active", "cancelled")
+    ``coalesce``: keep only the newest pending droppable call. ``limit``: at most this
+    many pending droppable calls; past it they are all replaced by ``overflow()``.
+    """
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("name", "_items", "_active", "cancelled", "coalesce", "limit", "overflow",
+                 "_droppable", "overflows")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        coalesce: bool = False,
+        limit: int | None = None,
+        overflow: Callable[[], tuple[Callable[..., object], tuple[Any, ...]]] | None = None,
+    ) -> None:
+        if limit is not None and overflow is None:
+            raise ValueError("a bounded channel needs an overflow call")
         self.name = name
-        self._items: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        # (fn, args, droppable)
+        self._items: deque[tuple[Callable[..., object], tuple[Any, ...], bool]] = deque()
         # True while the channel sits in the ready queue or a worker is running it.
         self._active = False
         self.cancelled = False
+        self.coalesce = coalesce
+        self.limit = limit
+        self.overflow = overflow
+        # How many of _items are droppable (so the bound check costs no scan).
+        self._droppable = 0
+        #: How many times the bound was hit (each time the queue was replaced by overflow).
+        self.overflows = 0
+
+    @property
+    def pending(self) -> int:
+        """Calls queued and not started yet (a racy snapshot, for metrics and tests)."""
+        return len(self._items)
+
+    def _drop_droppable(self) -> None:
+        """Under the dispatcher lock: forget every queued droppable call."""
+        if self._droppable:
+            self._items = deque(item for item in self._items if not item[2])
+            self._droppable = 0
+
+    def _append(self, fn: Callable[..., object], args: tuple[Any, ...], droppable: bool) -> None:
+        """Under the dispatcher lock: queue a call by the channel's policy."""
+        if droppable:
+            if self.coalesce:
+                # The newest state supersedes the queued one: one pending call at most.
+                self._drop_droppable()
+            elif self.limit is not None and self._droppable >= self.limit:
+                # Fallen behind: what is queued is no use any more, only a re-read is.
+                # The event that hit the bound goes too; the re-read covers it.
+                assert self.overflow is not None
+                self._drop_droppable()
+                self.overflows += 1
+                fn, args = self.overflow()
+            self._droppable += 1
+        self._items.append((fn, args, droppable))
+
+    def _pop(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
+        """Under the dispatcher lock: the next call."""
+        fn, args, droppable = self._items.popleft()
+        if droppable:
+            self._droppable -= 1
+        return fn, args
 
 
 class Dispatcher:
@@ -61,14 +125,16 @@ class Dispatcher:
         """True when called from one of this dispatcher's worker threads."""
         return threading.current_thread() in self._workers
 
-    def post(self, channel: Channel, fn: Callable[..., object], *args: Any) -> None:
+    def post(self, channel: Channel, fn: Callable[..., object], *args: Any,
+             droppable: bool = False) -> None:
         """Queue ``fn(*args)`` on ``channel``; dropped once stopping or if the channel is
-        cancelled."""
+        cancelled. A ``droppable`` call may be coalesced or replaced by the channel's
+        overflow call (see :class:`Channel`); others always run."""
         thread: threading.Thread | None = None
         with self._lock:
             if self._stopping or channel.cancelled:
                 return
-            channel._items.append((fn, args))
+            channel._append(fn, args, droppable)
             if channel._active:
                 return
             channel._active = True
@@ -94,7 +160,7 @@ class Dispatcher:
                     channel = self._next_channel()
                     if channel is None:
                         return
-                    fn, args = channel._items.popleft()
+                    fn, args = channel._pop()
                 if not channel.cancelled:
                     try:
                         fn(*args)
@@ -105,6 +171,7 @@ class Dispatcher:
                         self._ready.append(channel)  # behind the others: fairness
                     else:
                         channel._items.clear()
+                        channel._droppable = 0
                         channel._active = False
         finally:
             with self._lock:

@@ -4,6 +4,11 @@ dispatcher.
 The loop side (``subscribe`` and ``_pump``) only moves events from the stream into the
 handle's dispatcher channel; the stream itself (re-arming, reconnects, its single ending
 exception) is the AsyncClient's. The user's callback never runs on the loop thread.
+
+While a callback is busy its events wait in the channel, bounded (DESIGN rule 8): a
+one-shot watch's events each carry the whole state read when re-arming, so only the newest
+is kept; a persistent watch keeps up to ``max_queued`` and beyond that delivers one event
+of type NONE instead of all of them (re-read, as after a reconnect).
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._aio.watch import PersistentWatchStream, WatchStream
-from ..types import WatchEvent
+from ..types import EventType, KeeperState, WatchEvent
 from ._dispatch import Channel, Dispatcher
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ("WatchHandle",)
+__all__ = ("WatchHandle", "DEFAULT_MAX_QUEUED")
+
+#: Default bound of the calls queued for one persistent watch handle whose callback is busy.
+DEFAULT_MAX_QUEUED = 10_000
 
 log = logging.getLogger("zkwarden.sync")
 
@@ -32,6 +40,12 @@ class WatchHandle:
 
     ``cancel()`` stops it. When the stream ends by itself (session expired, client
     closed) the ``on_error`` callback gets the exception, once; ``error`` holds it.
+
+    While the callback is busy, events wait for it, bounded: a one-shot watch
+    (``watch()``) keeps only the newest (it carries the latest state, which supersedes the
+    others); a persistent one (``add_watch()``) keeps up to ``max_queued_events`` (a
+    Client option), and when more arrive it drops them all and calls back once with an
+    event of type ``EventType.NONE``: re-read what you keep, as after a reconnect.
     """
 
     def __init__(
@@ -42,6 +56,7 @@ class WatchHandle:
         kind: str,
         callback: Callable[[WatchEvent], object],
         on_error: Callable[[Exception], object] | None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         self._client = client
         self._dispatcher = dispatcher
@@ -50,7 +65,11 @@ class WatchHandle:
         self.kind = kind
         self._callback = callback
         self._on_error = on_error
-        self._channel = Channel(f"{kind} watch on {path}")
+        name = f"{kind} watch on {path}"
+        if kind in ("data", "exists", "children"):
+            self._channel = Channel(name, coalesce=True)
+        else:
+            self._channel = Channel(name, limit=max_queued, overflow=self._overflow)
         self._cancelled = False
         #: The exception that ended the stream (None while it runs or after cancel()).
         self.error: Exception | None = None
@@ -67,6 +86,17 @@ class WatchHandle:
     def active(self) -> bool:
         """True until the watch is cancelled or its stream has ended."""
         return not self._cancelled and self.error is None
+
+    @property
+    def pending(self) -> int:
+        """Calls queued for the callback and not started yet (a snapshot; for metrics)."""
+        return self._channel.pending
+
+    @property
+    def overflows(self) -> int:
+        """How many times a persistent watch's queue hit its bound and was replaced by one
+        event of type NONE (always 0 for one-shot watches, which coalesce instead)."""
+        return self._channel.overflows
 
     def cancel(self) -> None:
         """Stop the watch: its callbacks are not called any more once this returns
@@ -133,7 +163,14 @@ class WatchHandle:
         # A handle cancelled before its pump started is closed by subscribe().
 
     def _post_event(self, event: WatchEvent) -> None:
-        self._dispatcher.post(self._channel, self._callback, event)
+        self._dispatcher.post(self._channel, self._callback, event, droppable=True)
+
+    def _overflow(self) -> tuple[Callable[[WatchEvent], object], tuple[WatchEvent]]:
+        # Under the dispatcher lock: the one call that replaces a queue past its bound.
+        log.warning("%s watch on %s: callback fell behind; queued events dropped, "
+                    "delivering one NONE event (re-read)", self.kind, self.path)
+        return self._callback, (WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED,
+                                           self.path),)
 
     # --- dispatcher side -----------------------------------------------------------------
 

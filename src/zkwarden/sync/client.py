@@ -14,7 +14,13 @@ Thread model (DESIGN section 2, rules 3 and 4):
   callback may block, raise, call any Client method or close the client. Callbacks of one
   watch (or one listener) run one at a time, in order; those of different watches may
   run at once on a small lazily-started pool (``max_callback_threads``), so one blocked
-  callback delays only its own watch, never the LOST notice a lock holder waits for.
+  callback delays only its own watch. State listeners have a pool of their own, so even
+  ``max_callback_threads`` blocked watch callbacks cannot hold back the LOST notice a lock
+  holder waits for.
+* Waiting for a connection is bounded by default (DESIGN rule 8): a call made while no
+  server is reachable fails with ConnectionLossError after the connection wait (the
+  ``request_timeout``, else the session timeout), watch()/add_watch() included; pass
+  ``timeout=FOREVER`` to wait for a connection as long as it takes.
 * ``close()`` works from any thread, including a callback: it waits (bounded) for the
   session close on the loop, never for the callback that called it.
 """
@@ -25,6 +31,7 @@ import asyncio
 import atexit
 import itertools
 import logging
+import math
 import os
 import ssl
 import threading
@@ -51,9 +58,12 @@ from ..types import ClientState, ClientStateChange, WatchEvent
 from ._dispatch import Channel, Dispatcher
 from ._operations import Operations
 from ._portal import Portal
-from ._watch import Stream, WatchHandle
+from ._watch import DEFAULT_MAX_QUEUED, Stream, WatchHandle
 
-__all__ = ("Client",)
+__all__ = ("Client", "FOREVER")
+
+#: ``timeout=FOREVER``: wait for a connection as long as it takes (never give up).
+FOREVER: float = math.inf
 
 log = logging.getLogger("zkwarden.sync")
 
@@ -65,6 +75,9 @@ CLOSE_TIMEOUT = 5.0
 _EXIT_CLOSE_TIMEOUT = 3.0
 # After the AsyncClient closed, how long watch pumps get to hand over their final error.
 _PUMP_DRAIN = 1.0
+
+# Max threads running state listeners (a separate pool from the watch callbacks').
+_LISTENER_THREADS = 4
 
 _serial = itertools.count(1)
 _live: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -80,21 +93,38 @@ def _close_at_exit() -> None:
             client._close(_EXIT_CLOSE_TIMEOUT, join_callbacks=False, at_exit=True)
 
 
+def _forever(timeout: float | None) -> bool:
+    return timeout is not None and math.isinf(timeout) and timeout > 0
+
+
 class Client(Operations):
     """A blocking ZooKeeper client: the :class:`~zkwarden.AsyncClient` API for threads.
 
     Takes the same arguments as AsyncClient, plus ``max_callback_threads`` (how many
-    dispatcher threads may run callbacks of different watches at once). Every method takes
-    ``timeout`` (seconds, None: no extra bound); when it expires the call raises
-    :class:`~zkwarden.errors.RequestTimeoutError` (a ``TimeoutError``; the outcome of a
-    write is then unknown, as with ConnectionLossError). Thread-safe: any number of
-    threads may call any method at once.
+    dispatcher threads may run callbacks of different watches at once; state listeners
+    have their own threads) and ``max_queued_events`` (how many events a persistent watch
+    handle queues while its callback is busy before it drops them and delivers one event
+    of type NONE instead; one-shot watch handles keep only the newest event).
+
+    Every blocking method takes ``timeout`` (seconds):
+
+    * ``None`` (default): made while disconnected, the call waits for a connection at
+      most the connection wait (``request_timeout`` if given, else the negotiated or
+      requested session timeout), then raises ConnectionLossError; once sent, the
+      AsyncClient's own bounds apply (the read timeout). ``watch()``/``add_watch()`` get
+      the connection wait plus one session timeout to be armed.
+    * a number: the whole call is bounded by it; past it the call raises
+      :class:`~zkwarden.errors.RequestTimeoutError` (a ``TimeoutError`` and a
+      ConnectionLossError; the outcome of a write is then unknown).
+    * :data:`FOREVER`: wait for a connection as long as it takes.
+
+    Thread-safe: any number of threads may call any method at once.
 
     Use ``zk.start()`` / ``zk.close()``, or ``with Client(...) as zk:``.
 
     Raises (constructor):
         ConfigurationError: bad connect string, timeout or auth spec.
-        InvalidArgumentError: ``max_callback_threads`` < 1.
+        InvalidArgumentError: ``max_callback_threads`` or ``max_queued_events`` < 1.
     """
 
     def __init__(
@@ -112,11 +142,12 @@ class Client(Operations):
         max_response_size: int = DEFAULT_MAX_RECEIVE,
         randomize_hosts: bool = True,
         max_callback_threads: int = 8,
+        max_queued_events: int = DEFAULT_MAX_QUEUED,
     ) -> None:
-        if not (isinstance(max_callback_threads, int) and max_callback_threads >= 1):
-            raise InvalidArgumentError(
-                f"max_callback_threads must be an int >= 1, got {max_callback_threads!r}"
-            )
+        for name, value in (("max_callback_threads", max_callback_threads),
+                            ("max_queued_events", max_queued_events)):
+            if not (isinstance(value, int) and value >= 1):
+                raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
         self._aio = AsyncClient(
             hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
             auth=auth, tls=tls, read_only=read_only, backoff=backoff,
@@ -125,7 +156,13 @@ class Client(Operations):
         )
         self._pid = os.getpid()
         self._name = f"zkwarden-{next(_serial)}"
+        self._session_timeout = float(session_timeout)
+        self._request_timeout = request_timeout
+        self._max_queued = max_queued_events
         self._dispatcher = Dispatcher(f"{self._name}-callbacks", max_callback_threads)
+        # State listeners' own lane: watch callbacks, however many block, cannot hold back
+        # a LOST notice (rule 7 is only as good as its delivery).
+        self._listener_dispatcher = Dispatcher(f"{self._name}-listeners", _LISTENER_THREADS)
         self._portal: Portal | None = None
         # Guards start/close bookkeeping and the listener table. Never held while waiting
         # on the loop: the loop thread takes it (to read the listeners).
@@ -137,6 +174,9 @@ class Client(Operations):
         # Loop-thread only: watch pumps, awaited by close so their final error is handed
         # to the dispatcher before it stops.
         self._tasks: set[asyncio.Task[None]] = set()
+        # Loop-thread only: the close started from the loop thread itself (owned here, so
+        # it is not a task nobody holds; the loop's shutdown awaits it).
+        self._closer: asyncio.Task[None] | None = None
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -148,7 +188,9 @@ class Client(Operations):
                 "to the parent process: create a new Client in the child"
             )
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
+        """Run ``coro`` on the loop; ``timeout`` bounds the whole call (None, FOREVER: no
+        bound of ours)."""
         try:
             self._check_fork()
         except ForkedClientError:
@@ -160,7 +202,35 @@ class Client(Operations):
             if self._closing:
                 raise ClientClosedError("client is closed")
             raise ClientClosedError("client not started; call start() first")
-        return portal.run(coro, timeout, what)
+        return portal.run(coro, None if _forever(timeout) else timeout, what)
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
+        """An operation: ``_run`` with the default connection wait (see the class doc)."""
+        # A racy read is fine: connected, the AsyncClient sends at once; if that changed
+        # meanwhile, its own bounded wait applies.
+        if not self._aio.connected and (timeout is None or _forever(timeout)):
+            # A separate wait rather than a wrapping coroutine: a wrapper cancelled before
+            # it starts would leave ``coro`` never awaited.
+            wait = None if timeout is not None else self._connection_wait()
+            try:
+                self._run(self._aio.wait_connected(wait), None, what)
+            except RequestTimeoutError:
+                coro.close()
+                raise ConnectionLossError(
+                    f"{what}: not connected to ZooKeeper within {wait}s "
+                    f"(state {self._aio.state.value})"
+                ) from None
+            except BaseException:
+                coro.close()
+                raise
+        return self._run(coro, timeout, what)
+
+    def _connection_wait(self) -> float:
+        """How long a call with the default timeout waits for a connection (the same
+        wait the AsyncClient gives a request made while disconnected)."""
+        if self._request_timeout is not None:
+            return self._request_timeout
+        return self._aio.negotiated_timeout or self._session_timeout
 
     def _portal_call_soon(self, fn: Callable[[], object]) -> None:
         portal = self._portal
@@ -179,7 +249,7 @@ class Client(Operations):
             RequestTimeoutError: not done within ``timeout`` seconds (it is cancelled).
             ClientClosedError, ForkedClientError, and whatever the coroutine raises.
         """
-        return self._call(coro, timeout, getattr(coro, "__qualname__", "coroutine"))
+        return self._run(coro, timeout, getattr(coro, "__qualname__", "coroutine"))
 
     # --- properties ----------------------------------------------------------------------
 
@@ -240,8 +310,8 @@ class Client(Operations):
         """Start the client's threads, connect and open a session.
 
         ``timeout`` defaults to the session timeout plus one connect timeout per host; when
-        it expires the client is closed. With ``wait=False`` return at once and keep
-        connecting in the background.
+        it expires the client is closed. :data:`FOREVER` keeps trying as long as it takes.
+        With ``wait=False`` return at once and keep connecting in the background.
 
         Raises:
             RequestTimeoutError: no server could be reached within ``timeout`` (a
@@ -259,7 +329,10 @@ class Client(Operations):
                 self._portal = portal
                 _live.add(self)
         try:
-            self._call(self._aio.start(timeout, wait=wait), None, "start")
+            if _forever(timeout) and wait:
+                self._run(self._start_forever(), None, "start")
+            else:
+                self._run(self._aio.start(timeout, wait=wait), None, "start")
         except ConnectionLossError as exc:
             self._close(CLOSE_TIMEOUT, join_callbacks=True)
             if isinstance(exc, RequestTimeoutError):
@@ -269,6 +342,25 @@ class Client(Operations):
             if self._aio.closed:
                 self._close(CLOSE_TIMEOUT, join_callbacks=True)
             raise
+
+    async def _start_forever(self) -> None:
+        await self._aio.start(wait=False)
+        await self._aio.wait_connected(None)
+
+    def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until a session is up: at most the connection wait by default (see the
+        class doc), ``timeout`` seconds if given, as long as it takes with FOREVER.
+
+        Raises:
+            ClientClosedError: the client is or gets closed.
+            AuthFailedError: the credentials were rejected.
+            RequestTimeoutError: not connected within the wait.
+            ForkedClientError: called in a child process after fork().
+        """
+        if timeout is None:
+            timeout = self._connection_wait()
+        wait = None if _forever(timeout) else timeout
+        self._run(self._aio.wait_connected(wait), None, "wait_connected")
 
     def close(self, timeout: float | None = None) -> None:
         """Close the session and the client (DESIGN rule 4); never raises.
@@ -302,15 +394,17 @@ class Client(Operations):
         _live.discard(self)
         if portal is None:  # never started: no session, no loop thread
             self._session_closed.set()
-            self._dispatcher.stop(0.0)
+            self._stop_dispatchers(None)
             return
         if portal.in_loop_thread():
-            # Only reachable from code we run on the loop: it cannot wait for itself.
-            portal.loop.create_task(self._close_then_stop(portal, deadline))
+            # Only reachable from code we run on the loop: it cannot wait for itself. The
+            # task is ours (self._closer); it stops the loop, whose shutdown awaits it.
+            self._closer = portal.loop.create_task(self._close_then_stop(portal, deadline))
             return
         # A callback that closes its client must not wait for other callbacks either: one
         # of them may be waiting for it.
-        join_callbacks = join_callbacks and not self._dispatcher.in_worker()
+        in_callback = self._dispatcher.in_worker() or self._listener_dispatcher.in_worker()
+        join_callbacks = join_callbacks and not in_callback
         if at_exit and not self._aio.connected:
             # Disconnected at exit: the AsyncClient would re-attach to the session through
             # asyncio.to_thread, which the interpreter already refuses by now; close it
@@ -318,7 +412,7 @@ class Client(Operations):
             self._aio._close_at_exit()
             self._session_closed.set()
             portal.stop(max(0.0, deadline - time.monotonic()))
-            self._dispatcher.stop(0.0)
+            self._stop_dispatchers(None)
             return
         try:
             portal.run(self._close_on_loop(), max(0.0, deadline - time.monotonic()), "close")
@@ -332,10 +426,18 @@ class Client(Operations):
             self._session_closed.set()
             if not portal.stop(max(0.0, deadline - time.monotonic())):
                 log.warning("%s: event-loop thread still running after close", self._name)
-            remaining = max(0.0, deadline - time.monotonic()) if join_callbacks else 0.0
-            if not self._dispatcher.stop(remaining) and join_callbacks:
+            if not self._stop_dispatchers(deadline if join_callbacks else None) and join_callbacks:
                 log.warning("%s: a callback was still running when close() returned",
                             self._name)
+
+    def _stop_dispatchers(self, deadline: float | None) -> bool:
+        """Stop both callback lanes, joining their threads until ``deadline`` (None: no
+        join). False when a callback was still running at the deadline."""
+        stopped = True
+        for dispatcher in (self._dispatcher, self._listener_dispatcher):
+            remaining = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            stopped = dispatcher.stop(remaining) and stopped
+        return stopped
 
     async def _close_on_loop(self) -> None:
         await self._aio.close()
@@ -353,7 +455,7 @@ class Client(Operations):
         finally:
             self._session_closed.set()
             portal.stop(0.0)
-            self._dispatcher.stop(0.0)
+            self._stop_dispatchers(None)
 
     def __enter__(self) -> Client:
         self.start()
@@ -373,6 +475,9 @@ class Client(Operations):
         """Call ``fn(change)`` on every state change, on a dispatcher thread, in order.
 
         ``fn`` may block, raise (logged) and call any Client method, close() included.
+        Listeners run on threads of their own, never behind watch callbacks: a LOST is
+        delivered even while every callback thread is blocked (a listener that blocks
+        delays only its own later changes).
         Adding the same function twice is a no-op. Works before start() (to see the
         first CONNECTED).
 
@@ -395,7 +500,7 @@ class Client(Operations):
         with self._lock:
             channel = self._listeners.pop(fn, None)
         if channel is not None:
-            self._dispatcher.cancel(channel)
+            self._listener_dispatcher.cancel(channel)
 
     def _on_state_change(self, change: ClientStateChange) -> None:
         # On the loop thread (an AsyncClient listener): hand over, never call user code.
@@ -403,7 +508,7 @@ class Client(Operations):
             listeners = list(self._listeners.items())
             closing = self._closing
         for fn, channel in listeners:
-            self._dispatcher.post(channel, fn, change)
+            self._listener_dispatcher.post(channel, fn, change)
         if change.state is ClientState.CLOSED and not closing:
             # The AsyncClient closed itself (credentials rejected on a reconnect): stop our
             # threads too. Not from here: close() waits for this very thread.
@@ -428,18 +533,26 @@ class Client(Operations):
         ``children``, or ``stat`` None while the node is absent), each later one the state
         read when re-arming. Returns once the watch is armed, so any change made after it
         returns is seen. Callbacks run on a dispatcher thread, one at a time and in order
-        for this watch. When the stream ends (SessionExpiredError, ClientClosedError, or
-        an error re-arming it) ``on_error(exc)`` is called once, or the end is logged at
-        info level; after a session expiry, call watch() again for the new session.
+        for this watch; while one runs, later events coalesce into the newest (at most one
+        call waits, and it carries the latest state). When the stream ends
+        (SessionExpiredError, ClientClosedError, or an error re-arming it)
+        ``on_error(exc)`` is called once, or the end is logged at info level; after a
+        session expiry, call watch() again for the new session.
+
+        With the default ``timeout`` arming is bounded by the connection wait plus one
+        session timeout (see the class doc); ``timeout=FOREVER`` waits for a connection as
+        long as it takes. Whenever it raises, nothing stays subscribed.
 
         Raises:
             InvalidPathError, InvalidArgumentError (unknown kind, no callback),
-            NoAuthError, RequestTimeoutError (not armed within ``timeout``; nothing stays
-            subscribed), SessionExpiredError, ClientClosedError, ForkedClientError.
+            NoAuthError, ConnectionLossError (no connection to arm it within the default
+            wait), RequestTimeoutError (not armed within ``timeout``),
+            SessionExpiredError, ClientClosedError, ForkedClientError.
         """
         if callback is None or not callable(callback):
             raise InvalidArgumentError("watch() needs a callback(event)")
-        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
+                             self._max_queued)
         self._arm(handle, lambda: self._aio.watch(path, kind), timeout)
         return handle
 
@@ -457,26 +570,36 @@ class Client(Operations):
 
         The stream of :meth:`AsyncClient.add_watch`: an event of type NONE marks each time
         the watch was (re-)armed (first at once; then after each reconnect, when changes
-        made meanwhile are not replayed: re-read what you keep). Returns once armed.
-        Callbacks and ``on_error`` run as for :meth:`watch`.
+        made meanwhile are not replayed: re-read what you keep). Returns once armed, within
+        the same bounds as :meth:`watch`. Callbacks and ``on_error`` run as for
+        :meth:`watch`, except that events are not coalesced: up to ``max_queued_events``
+        wait while the callback is busy, and past that bound they are dropped and one
+        event of type NONE is delivered instead (re-read, as after a reconnect).
 
         Raises:
             InvalidPathError, InvalidArgumentError (no callback), NoAuthError,
-            UnimplementedError (server < 3.6), RequestTimeoutError (not armed within
+            UnimplementedError (server < 3.6), ConnectionLossError (no connection to arm
+            it within the default wait), RequestTimeoutError (not armed within
             ``timeout``), SessionExpiredError, ClientClosedError, ForkedClientError.
         """
         if not callable(callback):
             raise InvalidArgumentError("add_watch() needs a callback(event)")
         kind = "persistent_recursive" if recursive else "persistent"
-        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error)
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
+                             self._max_queued)
         self._arm(handle, lambda: self._aio.add_watch(path, recursive=recursive), timeout)
         return handle
 
     def _arm(self, handle: WatchHandle, make_stream: Callable[[], Stream],
              timeout: float | None) -> None:
+        # The stream itself re-arms through connection loss without end (right for a
+        # subscription, wrong for a call): the default bounds the arming here.
+        bound = self._connection_wait() + (
+            self._aio.negotiated_timeout or self._session_timeout
+        ) if timeout is None else None
+        what = f"{handle.kind} watch on {handle.path!r}"
         try:
-            self._call(self._subscribe(handle, make_stream), timeout,
-                       f"{handle.kind} watch on {handle.path!r}")
+            self._run(self._subscribe(handle, make_stream, bound, what), timeout, what)
         except BaseException:
             # A timeout may cancel our wait just after the loop finished arming: the caller
             # gets no handle, so nothing may stay subscribed.
@@ -484,9 +607,18 @@ class Client(Operations):
                 handle.cancel()
             raise
 
-    @staticmethod
-    async def _subscribe(handle: WatchHandle, make_stream: Callable[[], Stream]) -> None:
-        await handle.subscribe(make_stream())
+    async def _subscribe(self, handle: WatchHandle, make_stream: Callable[[], Stream],
+                         bound: float | None, what: str) -> None:
+        deadline = asyncio.timeout(bound)
+        try:
+            async with deadline:
+                await handle.subscribe(make_stream())
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # not ours
+            raise ConnectionLossError(
+                f"{what} not armed within {bound:.1f}s (state {self._aio.state.value})"
+            ) from None
 
     def __repr__(self) -> str:
         sid = f"0x{self.session_id:x}" if self.session_id else "none"
