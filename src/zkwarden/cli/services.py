@@ -265,29 +265,35 @@ async def _live(cache: ServiceCache, view: LiveView) -> None:
     arrived = asyncio.Event()
 
     async def consume() -> None:
-        async for change in cache.changes():
-            pending.append(change)
-            arrived.set()
+        try:
+            async for change in cache.changes():
+                pending.append(change)
+                arrived.set()
+        finally:
+            arrived.set()  # an ended stream must wake the loop below, which reports it
 
+    # Owned by this call: cancelled and awaited in the finally below, its error re-raised.
     consumer = asyncio.ensure_future(consume())
     try:
         while True:
-            if consumer.done():
-                consumer.result()  # raises the stream's ending error
-                return
             try:
                 async with asyncio.timeout(1.0 if view.redraws else None):
                     await arrived.wait()
             except TimeoutError:
                 pass  # redraw anyway: the clock and the live/stale mark move on
             arrived.clear()
+            ended = consumer.done()  # before taking the batch: it holds the last changes
             batch, pending[:] = list(pending), []
             if view.redraws:
                 view.draw(cache)
-                await asyncio.sleep(0.1)  # coalesce bursts into one redraw
             else:
                 for change in batch:
                     view.report(change)
+            if ended:
+                consumer.result()  # raises the stream's ending error
+                return
+            if view.redraws:
+                await asyncio.sleep(0.1)  # coalesce bursts into one redraw
     finally:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)

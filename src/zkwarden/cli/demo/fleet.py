@@ -6,12 +6,14 @@ the server. Everything the verdicts measure is measured here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..._aio.client import AsyncClient
 from ..._aio.retry import Backoff
+from ..._tasks import TaskOwner
 from ...discovery import (
     Added,
     CacheChange,
@@ -164,6 +166,10 @@ class Fleet:
         #: blocking clients outside the fleet, closed by :meth:`stop` if still open
         self.extra_clients: list[Client] = []
         self._generation = 0
+        # Owns the consumers of the caches' change streams: stop() ends them even when
+        # close_fleet() never ran (an interrupted demo), and a consumer that dies of
+        # anything but a ZooKeeper error is logged.
+        self._tasks = TaskOwner("demo fleet", logging.getLogger("zkwarden.demo"))
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -218,7 +224,7 @@ class Fleet:
         ))
         for member in self.watchers:
             member.cache = await ServiceDiscovery(member.client, BASE_PATH).cache(NAME)
-            member.consumer = asyncio.ensure_future(self._consume(member))
+            member.consumer = self._tasks.spawn(self._consume(member), name=member.label)
 
     def new_instance(self, n: int, generation: int = 0) -> ServiceInstance:
         """Instance ``n`` of the fleet (``generation`` > 0 after a restart)."""
@@ -381,8 +387,14 @@ class Fleet:
         for member in self.members:
             if not member.client.closed:
                 await member.client.close()
-            if member.consumer is not None:
-                member.consumer.cancel()
+        # With their clients closed, these end at once (nothing left to delete).
+        for member in self.registrars:
+            if member.registry is not None:
+                await member.registry.close()
+        for member in self.watchers:
+            if member.cache is not None:
+                await member.cache.close()
+        await self._tasks.aclose()
         for extra in self.extra_clients:
             if not extra.closed:
                 await asyncio.to_thread(extra.close, 2.0)
