@@ -340,6 +340,7 @@ def test_drop_after_server_frames_resets_the_next_connection(
     late.handshake()
     assert late.ping() == -2  # frame 2 arrives ...
     _assert_reset(late)  # ... then the reset
+    assert fault_proxy.stats().dropped_after_frames == 2
     with pytest.raises(ConfigurationError):
         fault_proxy.drop_after_server_frames(0)
 

@@ -49,7 +49,8 @@ class ProxyStats:
     ``bytes_up`` is client→server and ``bytes_down`` server→client, as forwarded (after
     drops).  ``accepted`` counts every accepted client connection, ``open`` those still
     open, ``accept_then_closed`` those closed at once by :meth:`FaultProxy.accept_then_close`,
-    ``upstream_failures`` those closed because the upstream server could not be reached.
+    ``upstream_failures`` those closed because the upstream server could not be reached,
+    ``dropped_after_frames`` those reset by :meth:`FaultProxy.drop_after_server_frames`.
     """
 
     bytes_up: int
@@ -58,6 +59,7 @@ class ProxyStats:
     open: int
     accept_then_closed: int
     upstream_failures: int
+    dropped_after_frames: int = 0
 
 
 def _require_loopback(host: str) -> None:
@@ -194,6 +196,7 @@ class FaultProxy:
         self._accepted = 0
         self._accept_then_closed = 0
         self._upstream_failures = 0
+        self._dropped_after_frames = 0
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -601,6 +604,7 @@ class FaultProxy:
             open=len(self._connections),
             accept_then_closed=self._accept_then_closed,
             upstream_failures=self._upstream_failures,
+            dropped_after_frames=self._dropped_after_frames,
         )
 
     # -- forwarding (loop thread) ---------------------------------------------------------
@@ -710,6 +714,7 @@ class FaultProxy:
                 if close_after:
                     await writer.drain()
                     if cutter is not None and cutter.reset:
+                        self._dropped_after_frames += 1
                         conn.abort(rst=True)
                     else:
                         conn.close()
