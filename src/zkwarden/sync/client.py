@@ -111,8 +111,8 @@ class Client(Operations):
     * ``None`` (default): made while disconnected, the call waits for a connection at
       most the connection wait (``request_timeout`` if given, else the negotiated or
       requested session timeout), then raises ConnectionLossError; once sent, the
-      AsyncClient's own bounds apply (the read timeout). ``watch()``/``add_watch()`` get
-      the connection wait plus one session timeout to be armed.
+      AsyncClient's own bounds apply (the read timeout). ``watch()``/``add_watch()`` then
+      get one more connection wait plus the read timeout to be armed.
     * a number: the whole call is bounded by it; past it the call raises
       :class:`~zkwarden.errors.RequestTimeoutError` (a ``TimeoutError`` and a
       ConnectionLossError; the outcome of a write is then unknown).
@@ -208,22 +208,34 @@ class Client(Operations):
         """An operation: ``_run`` with the default connection wait (see the class doc)."""
         # A racy read is fine: connected, the AsyncClient sends at once; if that changed
         # meanwhile, its own bounded wait applies.
-        if not self._aio.connected and (timeout is None or _forever(timeout)):
+        try:
             # A separate wait rather than a wrapping coroutine: a wrapper cancelled before
             # it starts would leave ``coro`` never awaited.
-            wait = None if timeout is not None else self._connection_wait()
-            try:
-                self._run(self._aio.wait_connected(wait), None, what)
-            except RequestTimeoutError:
-                coro.close()
-                raise ConnectionLossError(
-                    f"{what}: not connected to ZooKeeper within {wait}s "
-                    f"(state {self._aio.state.value})"
-                ) from None
-            except BaseException:
-                coro.close()
-                raise
+            self._wait_for_connection(timeout, what)
+        except BaseException:
+            coro.close()
+            raise
         return self._run(coro, timeout, what)
+
+    def _wait_for_connection(self, timeout: float | None, what: str) -> None:
+        """With the default or FOREVER ``timeout``, wait until connected, bounded by the
+        connection wait (default) or not at all (FOREVER). An explicit timeout bounds the
+        whole call instead, so nothing is done for it here.
+
+        Raises:
+            ConnectionLossError: not connected within the connection wait.
+            ClientClosedError, AuthFailedError, ForkedClientError.
+        """
+        if self._aio.connected or not (timeout is None or _forever(timeout)):
+            return
+        wait = None if timeout is not None else self._connection_wait()
+        try:
+            self._run(self._aio.wait_connected(wait), None, what)
+        except RequestTimeoutError:
+            raise ConnectionLossError(
+                f"{what}: not connected to ZooKeeper within {wait}s "
+                f"(state {self._aio.state.value})"
+            ) from None
 
     def _connection_wait(self) -> float:
         """How long a call with the default timeout waits for a connection (the same
@@ -539,9 +551,10 @@ class Client(Operations):
         ``on_error(exc)`` is called once, or the end is logged at info level; after a
         session expiry, call watch() again for the new session.
 
-        With the default ``timeout`` arming is bounded by the connection wait plus one
-        session timeout (see the class doc); ``timeout=FOREVER`` waits for a connection as
-        long as it takes. Whenever it raises, nothing stays subscribed.
+        With the default ``timeout`` it waits for a connection at most the connection wait
+        (see the class doc), and then for the watch to be armed at most one more
+        connection wait plus the read timeout; ``timeout=FOREVER`` waits for a connection
+        as long as it takes. Whenever it raises, nothing stays subscribed.
 
         Raises:
             InvalidPathError, InvalidArgumentError (unknown kind, no callback),
@@ -592,13 +605,17 @@ class Client(Operations):
 
     def _arm(self, handle: WatchHandle, make_stream: Callable[[], Stream],
              timeout: float | None) -> None:
-        # The stream itself re-arms through connection loss without end (right for a
-        # subscription, wrong for a call): the default bounds the arming here.
-        bound = self._connection_wait() + (
-            self._aio.negotiated_timeout or self._session_timeout
-        ) if timeout is None else None
         what = f"{handle.kind} watch on {handle.path!r}"
+        # Connected first (so a stream is made for the session it will be armed on), then
+        # armed. The stream re-arms through connection loss without end (right for a
+        # subscription, wrong for a call), so the default also bounds the arming itself:
+        # one more connection wait plus a read timeout (2/3 of the session timeout).
+        bound = None
+        if timeout is None:
+            session = self._aio.negotiated_timeout or self._session_timeout
+            bound = self._connection_wait() + session * 2 / 3
         try:
+            self._wait_for_connection(timeout, what)
             self._run(self._subscribe(handle, make_stream, bound, what), timeout, what)
         except BaseException:
             # A timeout may cancel our wait just after the loop finished arming: the caller
@@ -622,4 +639,4 @@ class Client(Operations):
 
     def __repr__(self) -> str:
         sid = f"0x{self.session_id:x}" if self.session_id else "none"
-        return f"<Client {self._aio._connect_string!r} state={self.state.value} session={sid}>"
+        return f"<Client {self._aio.connect_string!r} state={self.state.value} session={sid}>"
