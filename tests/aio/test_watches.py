@@ -179,17 +179,17 @@ async def test_closing_persistent_watch_keeps_rearming_one_shot_watch(
     await zk2.set(path, b"1")
     await asyncio.sleep(0.2)  # the one-shot watch has fired; its stream has not re-read
     rearm: list[asyncio.Task[Any]] = []
-    real_remove = zk.remove_watches
+    real_remove = zk._subs.remove_persistent_watch
 
-    async def remove_watches(p: str, watcher_type: Any = None) -> None:
+    async def remove_watches(p: str, kind: Any) -> None:
         try:
-            await real_remove(p, watcher_type)
+            await real_remove(p, kind)
         finally:
             if not rearm:  # after the first removal attempt: re-arm now, in the window
                 rearm.append(asyncio.create_task(one_shot.__anext__()))
                 await asyncio.sleep(0)
 
-    zk.remove_watches = remove_watches
+    zk._subs.remove_persistent_watch = remove_watches
     await persistent.aclose()
     assert rearm, "the persistent watch was not removed from the server"
     assert (await asyncio.wait_for(rearm[0], 5)).data == b"1"
@@ -218,7 +218,7 @@ async def test_break_out_of_async_for_leaves_nothing_behind(
     await read_one(zk.watch(path, "children"))
     gc.collect()
     await asyncio.sleep(0.3)  # the removal of the persistent watch is sent in the background
-    assert zk._subscribers == set()
+    assert zk._subs.subscribers == set()
     # The server holds no persistent watch for this session any more: a change reaches
     # only the one-shot watches that were armed (and they fire once, then are gone).
     await zk2.set(path, b"1")
@@ -237,5 +237,5 @@ async def test_persistent_stream_closed_while_arming_leaves_no_watch(
     await stream.aclose()  # closed before the reply came back
     await arming
     await asyncio.sleep(0.2)
-    assert zk._watches.count() == 0
+    assert zk._engine.watches.count() == 0
     assert path not in str(zk_server.four_letter_word("wchc"))

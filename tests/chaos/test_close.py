@@ -110,7 +110,7 @@ async def test_close_with_ephemeral_create_in_flight(
     eph = f"{zk_path}/eph"
     chaos_proxy.delay(delay)
     create = asyncio.create_task(client.create(eph, b"x", ephemeral=True))
-    await wait_for(lambda: client._session.pending_count >= 1, 2, "create sent")
+    await wait_for(lambda: client._engine.machine.pending_count >= 1, 2, "create sent")
     await asyncio.sleep(0)  # the batched writer flushes it to the socket
     t0 = time.monotonic()
     await asyncio.wait_for(client.close(), CLOSE_BOUND + 1)

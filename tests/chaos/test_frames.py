@@ -111,7 +111,7 @@ async def test_bad_handshake_frame(
         recovery = time.monotonic() - t0
         attempts = client.connect_attempts - attempts0
         assert attempts == 2, attempts  # the spoiled one, then the good one
-        assert client._supervisor is not None and not client._supervisor.done()
+        assert client._engine.supervisor is not None and not client._engine.supervisor.done()
         await _assert_resumed(client, states, session_id, zk_path)
         assert not zk_warnings.errors()
         assert not loop_errors.contexts, loop_errors.messages()

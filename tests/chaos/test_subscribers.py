@@ -102,7 +102,7 @@ async def test_200_tasks_subscribe_at_once_while_the_node_changes(
         _check_forward_only(seen)
         assert churned[0] > 0
         # Every stream closed by its task left the client: nothing stays subscribed.
-        assert not client._subscribers, len(client._subscribers)
+        assert not client._subs.subscribers, len(client._subs.subscribers)
         assert not zk_warnings.errors()
         assert not loop_errors.contexts, loop_errors.messages()
         report(

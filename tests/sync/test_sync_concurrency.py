@@ -114,6 +114,6 @@ def test_fifty_threads_hammering(zk_hosts: str, zk_path: str, observer: Client) 
               f"{len(kept)} kept, {total / DURATION:.0f} ops/s")
         assert total > THREADS * 10
         # Cancelled watches are gone from the client (cancel() finishes in the background).
-        assert wait_until(lambda: len(zk.async_client._subscribers) == len(kept), 2.0)
+        assert wait_until(lambda: len(zk.async_client._subs.subscribers) == len(kept), 2.0)
     finally:
         zk.close()

@@ -43,7 +43,7 @@ def test_timeout_against_a_silent_server(fault_proxy: FaultProxy, zk_path: str) 
                 call()
             assert 0.25 < time.monotonic() - t0 < 1.0
         # A watch that timed out while arming leaves nothing subscribed.
-        assert len(zk.async_client._subscribers) == 0
+        assert len(zk.async_client._subs.subscribers) == 0
         fault_proxy.pass_through()
         assert wait_until(lambda: zk.state is ClientState.CONNECTED, 5.0)
         assert zk.get(zk_path, timeout=5.0)[0] in (b"x", b"y")

@@ -1,18 +1,18 @@
-"""AsyncClient: the operations, the reconnect supervisor, and state listeners.
+"""AsyncClient: the public asyncio API, and nothing else.
 
-The session rules live in :mod:`zkwarden.protocol.session`; this module does the I/O
-they ask for. One supervisor task per client opens connections (capped exponential
-backoff with full jitter over the shuffled host list), primes them (auth, SetWatches),
-and waits for them to drop. Requests never spawn tasks: a request is encoded, queued on
-the connection's batched writer, and its future resolved from ``data_received``.
+It is composed of three private parts: the session engine (connection, reconnects, frame
+dispatch, state reporting, the request path; :mod:`zkwarden._aio.engine`), the watch
+subscriptions (:mod:`zkwarden._aio.subscriptions`) and the closer
+(:mod:`zkwarden._aio.closer`). The session rules live in
+:mod:`zkwarden.protocol.session`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
+import ssl
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .. import paths as _paths
@@ -23,37 +23,139 @@ from ..errors import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
+    RequestTimeoutError,
     SessionExpiredError,
     ZooKeeperError,
 )
+from ..hosts import HostPort
 from ..protocol import ops
-from ..protocol.ops import WatchKind
+from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.records import ClientInfo
 from ..types import (
     ACL,
     OPEN_ACL_UNSAFE,
+    ClientState,
+    ClientStateChange,
     CreateMode,
     Stat,
     WatcherType,
 )
-from .engine import SessionEngine, _auth_bytes, _live_clients
+from .closer import Closer
+from .engine import SessionEngine, auth_bytes
+from .retry import Backoff
+from .states import StateChangeStream
+from .subscriptions import Subscriptions
 from .transaction import Transaction
-from .transport import close_session_blocking
-from .watch import PersistentWatchStream, Subscriber, WatchStream
+from .watch import PersistentWatchStream, WatchStream
 
 __all__ = ("AsyncClient",)
 
 log = logging.getLogger("zkwarden.client")
 
-class AsyncClient(SessionEngine):
+
+class AsyncClient:
     """An asyncio ZooKeeper client.
 
     ``hosts`` is a connect string (``"h1:2181,h2:2181/chroot"``). Times are seconds.
     Use ``await client.start()`` / ``await client.close()``, or ``async with``.
+    ``max_queued_events`` bounds every queue between the connection and user code (per
+    watch stream and state stream): a consumer that falls further behind gets one event of
+    type NONE saying events were lost, and re-reads.
 
     Raises (constructor):
-        ConfigurationError: bad connect string, timeout or auth spec.
+        ConfigurationError: bad connect string, timeout, size or auth spec.
     """
+
+    def __init__(
+        self,
+        hosts: str = "127.0.0.1:2181",
+        *,
+        session_timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        auth: Sequence[tuple[str, str | bytes]] | None = None,
+        tls: ssl.SSLContext | bool | None = None,
+        read_only: bool = False,
+        backoff: Backoff | None = None,
+        request_timeout: float | None = None,
+        max_request_size: int = DEFAULT_MAX_SEND,
+        max_response_size: int = DEFAULT_MAX_RECEIVE,
+        randomize_hosts: bool = True,
+        max_queued_events: int = 10_000,
+    ) -> None:
+        self._engine = SessionEngine(
+            hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
+            auth=auth, tls=tls, read_only=read_only, backoff=backoff,
+            request_timeout=request_timeout, max_request_size=max_request_size,
+            max_response_size=max_response_size, randomize_hosts=randomize_hosts,
+            max_queued_events=max_queued_events,
+        )
+        self._subs = Subscriptions(self._engine)
+        self._closer = Closer(self._engine, self._subs)
+        self._engine.hooks = self._subs
+        self._engine.on_fatal = self._closer.begin
+
+    # --- properties ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        """The current :class:`ClientState`: the last one reported to listeners."""
+        return self._engine.state
+
+    @property
+    def session_id(self) -> int | None:
+        """The current session id, or None before the first session / after loss."""
+        return self._engine.machine.session_id or None
+
+    @property
+    def session_password(self) -> bytes:
+        """The session password (needed only to attach another connection to the session)."""
+        return self._engine.machine.password
+
+    @property
+    def negotiated_timeout(self) -> float | None:
+        """The session timeout the server granted, in seconds."""
+        return self._engine.machine.negotiated_timeout
+
+    @property
+    def connected(self) -> bool:
+        """True while requests can be sent (CONNECTED or READ_ONLY)."""
+        return self._engine.machine.can_send
+
+    @property
+    def hosts(self) -> list[HostPort]:
+        """The servers of the connect string."""
+        return list(self._engine.hosts)
+
+    @property
+    def current_host(self) -> HostPort | None:
+        """The server of the current connection, if any."""
+        conn = self._engine.conn
+        return conn.host if conn is not None and self._engine.machine.attached else None
+
+    @property
+    def connect_string(self) -> str:
+        """The connect string the client was made with."""
+        return self._engine.connect_string
+
+    @property
+    def chroot(self) -> str:
+        """The chroot of the connect string ("" for none)."""
+        return self._engine.chroot
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has begun."""
+        return self._engine.closing
+
+    @property
+    def connect_attempts(self) -> int:
+        """Connection attempts since start (for tests and metrics)."""
+        return self._engine.connect_attempts
+
+    @property
+    def reconnects(self) -> int:
+        """Connections that reached CONNECTED or READ_ONLY."""
+        return self._engine.reconnects
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -68,34 +170,34 @@ class AsyncClient(SessionEngine):
                 is closed then).
             AuthFailedError: the server rejected the credentials.
             ClientClosedError: the client was closed.
+            ForkedClientError: called in a child process after fork().
         """
-        self._check_usable()
-        if self._supervisor is None:
-            self._loop = asyncio.get_running_loop()
-            self._ready = asyncio.Event()
-            self._closed_done = asyncio.Event()
-            _live_clients.add(self)
-            self._supervisor = self._loop.create_task(self._supervise(), name="zkwarden-supervisor")
+        engine = self._engine
+        engine.check_usable()
+        if not engine.started:
+            engine.start()
+            self._closer.started()
         if not wait:
             return
         if timeout is None:
-            timeout = self._session_timeout + self._per_host_timeout() * len(self._hosts)
-        assert self._ready is not None
+            timeout = engine.session_timeout + engine.per_host_timeout() * len(engine.hosts)
         try:
-            async with asyncio.timeout(timeout):
-                while not self.connected:
-                    if self._fatal is not None:
-                        raise self._fatal
-                    if self._closing:
-                        raise ClientClosedError("client closed while starting")
-                    await self._ready.wait()
-        except TimeoutError:
+            await engine.wait_live(timeout)
+        except RequestTimeoutError:
             await self.close()
             raise ConnectionLossError(
-                f"could not connect to {self._connect_string} within {timeout:.1f}s"
+                f"could not connect to {engine.connect_string} within {timeout:.1f}s"
             ) from None
-        if self._fatal is not None:
-            raise self._fatal
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until a session is up (however long ``timeout`` allows; None: forever).
+
+        Raises:
+            ClientClosedError: the client is or gets closed (or was never started).
+            AuthFailedError: the credentials were rejected.
+            RequestTimeoutError: not connected within ``timeout``.
+        """
+        await self._engine.wait_live(timeout)
 
     async def __aenter__(self) -> AsyncClient:
         await self.start()
@@ -103,6 +205,46 @@ class AsyncClient(SessionEngine):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def close(self) -> None:
+        """Close the session and the client (DESIGN rule 4).
+
+        Idempotent; callable from any task, including a watch consumer or a listener;
+        bounded in time; a caller cancelled while waiting does not stop the close (every
+        ``close()`` waits for the same one). Sends CloseSession so the server drops this
+        session's ephemeral nodes at once; every pending operation fails with
+        ClientClosedError and every watch stream ends with ClientClosedError. Never raises
+        (but CancelledError for a cancelled caller).
+        """
+        await self._closer.close()
+
+    def _close_at_exit(self) -> None:
+        self._closer.close_at_exit()
+
+    # --- state listeners -----------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[ClientStateChange], object]) -> None:
+        """Call ``fn(change)`` on every state change (on the event loop; must not block)."""
+        self._engine.add_listener(fn)
+
+    def remove_listener(self, fn: Callable[[ClientStateChange], object]) -> None:
+        """Stop calling ``fn``; a no-op when it was not added."""
+        self._engine.remove_listener(fn)
+
+    def state_changes(self) -> StateChangeStream:
+        """Every state change from this call on (``async for``); ends after CLOSED."""
+        return self._engine.state_changes()
+
+    # --- helpers for operations and transactions -----------------------------------------
+
+    def _server_path(self, path: str, *, sequential: bool = False) -> str:
+        _paths.validate(path, sequential=sequential)
+        return _paths.add_chroot(self._engine.chroot, path)
+
+    def _check_data(self, data: object) -> bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(f"data must be bytes, not {type(data).__name__}")
+        return bytes(data)
 
     # --- operations ----------------------------------------------------------------------
 
@@ -136,13 +278,13 @@ class AsyncClient(SessionEngine):
             acl=acl, include_stat=include_stat,
         )
         try:
-            created, stat = await self._call(request, path)
+            created, stat = await self._engine.call(request, path)
         except NoNodeError:
             if not makepath or _paths.parent(path) == "/":
                 raise
             await self.ensure_path(_paths.parent(path))
-            created, stat = await self._call(request, path)
-        created = _paths.strip_chroot(self._chroot, created)
+            created, stat = await self._engine.call(request, path)
+        created = _paths.strip_chroot(self._engine.chroot, created)
         if include_stat:
             return created, stat
         return created
@@ -205,7 +347,7 @@ class AsyncClient(SessionEngine):
         for part in parts:
             current = f"{current}/{part}"
             try:
-                await self._call(ops.Create(self._server_path_unchecked(current), b"", acl, 0),
+                await self._engine.call(ops.Create(_paths.add_chroot(self._engine.chroot, current), b"", acl, 0),
                                  current)
             except NodeExistsError:
                 pass
@@ -217,7 +359,7 @@ class AsyncClient(SessionEngine):
             NoNodeError, NoAuthError, InvalidPathError, ConnectionLossError,
             SessionExpiredError, ClientClosedError.
         """
-        result: tuple[bytes, Stat] = await self._call(ops.GetData(self._server_path(path)), path)
+        result: tuple[bytes, Stat] = await self._engine.call(ops.GetData(self._server_path(path)), path)
         return result
 
     async def set(self, path: str, data: bytes, version: int = -1) -> Stat:
@@ -229,7 +371,7 @@ class AsyncClient(SessionEngine):
             SessionExpiredError, ClientClosedError.
         """
         data = self._check_data(data)
-        stat: Stat = await self._call(ops.SetData(self._server_path(path), data, version), path)
+        stat: Stat = await self._engine.call(ops.SetData(self._server_path(path), data, version), path)
         return stat
 
     async def delete(self, path: str, version: int = -1, recursive: bool = False) -> None:
@@ -241,7 +383,7 @@ class AsyncClient(SessionEngine):
         """
         server_path = self._server_path(path)
         if not recursive:
-            await self._call(ops.Delete(server_path, version), path)
+            await self._engine.call(ops.Delete(server_path, version), path)
             return
         while True:
             try:
@@ -253,7 +395,7 @@ class AsyncClient(SessionEngine):
                     self.delete(_paths.join(path, c), recursive=True) for c in children
                 ))
             try:
-                await self._call(ops.Delete(server_path, version), path)
+                await self._engine.call(ops.Delete(server_path, version), path)
                 return
             except NoNodeError:
                 return
@@ -268,7 +410,7 @@ class AsyncClient(SessionEngine):
             ClientClosedError.
         """
         try:
-            stat: Stat = await self._call(ops.Exists(self._server_path(path)), path)
+            stat: Stat = await self._engine.call(ops.Exists(self._server_path(path)), path)
         except NoNodeError:
             return None
         return stat
@@ -284,8 +426,8 @@ class AsyncClient(SessionEngine):
         """
         server_path = self._server_path(path)
         if include_stat:
-            return await self._call(ops.GetChildren2(server_path), path)
-        return await self._call(ops.GetChildren(server_path), path)
+            return await self._engine.call(ops.GetChildren2(server_path), path)
+        return await self._engine.call(ops.GetChildren(server_path), path)
 
     async def get_many(self, paths: Sequence[str]) -> list[tuple[bytes, Stat] | ZooKeeperError]:
         """Read many nodes in one pipelined round; per path the (data, Stat) or the error.
@@ -296,7 +438,7 @@ class AsyncClient(SessionEngine):
         server_paths = [self._server_path(p) for p in paths]
         if not server_paths:
             return []
-        futures = [self._call(ops.GetData(sp), p) for sp, p in zip(server_paths, paths, strict=True)]
+        futures = [self._engine.call(ops.GetData(sp), p) for sp, p in zip(server_paths, paths, strict=True)]
         results = await asyncio.gather(*futures, return_exceptions=True)
         out: list[tuple[bytes, Stat] | ZooKeeperError] = []
         for item in results:
@@ -320,7 +462,7 @@ class AsyncClient(SessionEngine):
         """
         op_type = ops.GetChildren if children else ops.GetData
         request = ops.MultiRead([op_type(self._server_path(p)) for p in paths])
-        results: list[Any] = await self._call(request, paths[0] if paths else "/")
+        results: list[Any] = await self._engine.call(request, paths[0] if paths else "/")
         return results
 
     async def sync(self, path: str) -> str:
@@ -329,8 +471,8 @@ class AsyncClient(SessionEngine):
         Raises:
             InvalidPathError, ConnectionLossError, SessionExpiredError, ClientClosedError.
         """
-        result: str = await self._call(ops.Sync(self._server_path(path)), path)
-        return _paths.strip_chroot(self._chroot, result)
+        result: str = await self._engine.call(ops.Sync(self._server_path(path)), path)
+        return _paths.strip_chroot(self._engine.chroot, result)
 
     async def get_acl(self, path: str) -> tuple[list[ACL], Stat]:
         """Return the node's ACL and Stat.
@@ -339,7 +481,7 @@ class AsyncClient(SessionEngine):
             NoNodeError, NoAuthError, InvalidPathError, ConnectionLossError,
             SessionExpiredError, ClientClosedError.
         """
-        result: tuple[list[ACL], Stat] = await self._call(ops.GetACL(self._server_path(path)), path)
+        result: tuple[list[ACL], Stat] = await self._engine.call(ops.GetACL(self._server_path(path)), path)
         return result
 
     async def set_acl(self, path: str, acls: Sequence[ACL], version: int = -1) -> Stat:
@@ -349,7 +491,7 @@ class AsyncClient(SessionEngine):
             NoNodeError, BadVersionError, InvalidACLError, NoAuthError, InvalidPathError,
             ConnectionLossError, SessionExpiredError, ClientClosedError.
         """
-        stat: Stat = await self._call(
+        stat: Stat = await self._engine.call(
             ops.SetACL(self._server_path(path), tuple(acls), version), path
         )
         return stat
@@ -360,10 +502,10 @@ class AsyncClient(SessionEngine):
         Raises:
             ConnectionLossError, SessionExpiredError, ClientClosedError.
         """
-        server_prefix = _paths.add_chroot(self._chroot, prefix) if prefix != "/" else (
-            self._chroot or "/")
-        found: list[str] = await self._call(ops.GetEphemerals(server_prefix), prefix)
-        return sorted(_paths.strip_chroot(self._chroot, p) for p in found)
+        server_prefix = _paths.add_chroot(self._engine.chroot, prefix) if prefix != "/" else (
+            self._engine.chroot or "/")
+        found: list[str] = await self._engine.call(ops.GetEphemerals(server_prefix), prefix)
+        return sorted(_paths.strip_chroot(self._engine.chroot, p) for p in found)
 
     async def get_all_children_number(self, path: str) -> int:
         """The number of all descendants of ``path`` (ZK >= 3.6).
@@ -372,7 +514,7 @@ class AsyncClient(SessionEngine):
             NoNodeError, InvalidPathError, ConnectionLossError, SessionExpiredError,
             ClientClosedError.
         """
-        n: int = await self._call(ops.GetAllChildrenNumber(self._server_path(path)), path)
+        n: int = await self._engine.call(ops.GetAllChildrenNumber(self._server_path(path)), path)
         return n
 
     async def whoami(self) -> list[ClientInfo]:
@@ -381,26 +523,21 @@ class AsyncClient(SessionEngine):
         Raises:
             ConnectionLossError, SessionExpiredError, ClientClosedError.
         """
-        info: list[ClientInfo] = await self._call(ops.WhoAmI(), "/")
+        info: list[ClientInfo] = await self._engine.call(ops.WhoAmI(), "/")
         return info
 
     async def add_auth(self, scheme: str, credentials: str | bytes) -> None:
         """Authenticate this connection (and every later one) with ``scheme``.
 
         Raises:
-            AuthFailedError, ConnectionLossError, ClientClosedError.
+            AuthFailedError, DataTooLargeError (credentials too large for one request),
+            ConfigurationError (not a str/bytes pair), ConnectionLossError,
+            SessionExpiredError, ClientClosedError.
         """
-        (entry,) = _auth_bytes([(scheme, credentials)])
-        if not self._session.connected:
-            await self._wait_connected()
-        conn = self._conn
-        assert conn is not None and self._loop is not None
-        waiter = self._auth_waiter()
-        self._session._auth_pending += 1
-        conn.write(self._session._frame(-4, ops.Auth(*entry)))
-        await waiter
-        if entry not in self._auth:
-            self._auth.append(entry)
+        (entry,) = auth_bytes([(scheme, credentials)])
+        await self._engine.add_auth(*entry)
+        if entry not in self._engine.auth:
+            self._engine.auth.append(entry)
 
     async def check_watches(self, path: str, watcher_type: WatcherType = WatcherType.ANY) -> None:
         """Raise NoWatcherError unless this session has such a watch on ``path``.
@@ -408,7 +545,7 @@ class AsyncClient(SessionEngine):
         Raises:
             NoWatcherError, InvalidPathError, ConnectionLossError, ClientClosedError.
         """
-        await self._call(ops.CheckWatches(self._server_path(path), int(watcher_type)), path)
+        await self._engine.call(ops.CheckWatches(self._server_path(path), int(watcher_type)), path)
 
     async def remove_watches(self, path: str, watcher_type: WatcherType = WatcherType.ANY) -> None:
         """Remove this session's watches of a type on ``path`` from the server.
@@ -420,7 +557,7 @@ class AsyncClient(SessionEngine):
             NoWatcherError, MarshallingError (types 4/5 on ZooKeeper < 3.9),
             InvalidPathError, ConnectionLossError, ClientClosedError.
         """
-        await self._call(ops.RemoveWatches(self._server_path(path), int(watcher_type)), path)
+        await self._engine.call(ops.RemoveWatches(self._server_path(path), int(watcher_type)), path)
 
     def transaction(self) -> Transaction:
         """A transaction: ``async with zk.transaction() as t: t.create(...); ...``.
@@ -431,7 +568,7 @@ class AsyncClient(SessionEngine):
         return Transaction(self)
 
     async def _multi(self, requests: Sequence[ops.Request], first_path: str) -> list[Any]:
-        results: list[Any] = await self._call(ops.Multi(list(requests)), first_path)
+        results: list[Any] = await self._engine.call(ops.Multi(list(requests)), first_path)
         return results
 
     # --- watches -------------------------------------------------------------------------
@@ -441,8 +578,9 @@ class AsyncClient(SessionEngine):
 
         The first event (type NONE) holds the current state; each later one the state
         read in the same request that re-armed the watch. It survives the node being
-        absent or deleted and reconnects; it ends with SessionExpiredError or
-        ClientClosedError. ``aclose()`` (or leaving ``async for`` with break) stops it.
+        absent or deleted and reconnects; it ends with SessionExpiredError,
+        ClientClosedError, or the error that stopped it from arming (NoAuthError, ...).
+        ``aclose()`` (or leaving ``async for`` with break) stops it.
 
         Raises:
             InvalidPathError, InvalidArgumentError (unknown kind), ClientClosedError.
@@ -450,202 +588,26 @@ class AsyncClient(SessionEngine):
         if kind not in ("data", "exists", "children"):
             raise InvalidArgumentError(f"kind must be 'data', 'exists' or 'children', not {kind!r}")
         self._server_path(path)
-        self._check_usable()
-        return WatchStream(self, path, kind)
+        self._engine.check_usable()
+        return WatchStream(self._subs, path, kind)
 
     def add_watch(self, path: str, *, recursive: bool = True) -> PersistentWatchStream:
         """A persistent (``recursive=False``) or persistent recursive watch (ZK >= 3.6).
 
         Use ``async for ev in zk.add_watch(path)``, or ``stream = await zk.add_watch(path)``
         to be sure it is armed before going on. An event of type NONE marks each time the
-        watch was (re-)armed; after a reconnect, re-read the state you keep.
+        watch was (re-)armed and each time the consumer fell more than
+        ``max_queued_events`` behind: re-read the state you keep then.
 
         Raises:
             InvalidPathError, ClientClosedError.
         """
         self._server_path(path)
-        self._check_usable()
-        return PersistentWatchStream(self, path, recursive)
-
-    def _register(self, sub: Subscriber) -> None:
-        self._check_usable()
-        self._subscribers.add(sub)
-
-    def _unregister(self, sub: Subscriber, kinds: Sequence[WatchKind]) -> bool:
-        """Forget a subscriber; True when it was the last persistent one of its kind/path."""
-        self._subscribers.discard(sub)
-        server_path = self._server_path_unchecked(sub.path)
-        last = False
-        for kind in kinds:
-            if self._watches.remove(kind, server_path, sub) and kind in (
-                WatchKind.PERSISTENT, WatchKind.PERSISTENT_RECURSIVE
-            ):
-                last = True
-        return last
-
-    def _abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:
-        """A stream was garbage-collected without being closed (``break`` out of ``async
-        for``): forget it, and remove its persistent watch from the server if it was the
-        last one. Runs from a weakref finalizer, so only schedules the I/O."""
-        last = self._unregister(sub, [persistent] if persistent else list(WatchKind))
-        loop = self._loop
-        if (persistent is None or not sub.armed or not last or loop is None
-                or loop.is_closed() or self._closing):
-            return
-        path = sub.path
-
-        def remove() -> None:
-            task = loop.create_task(self._remove_persistent_watch(path, persistent))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-        loop.call_soon_threadsafe(remove)
-
-    async def _remove_persistent_watch(self, path: str, kind: WatchKind) -> None:
-        """Remove the session's persistent watch on ``path`` from the server. Never raises."""
-        if not self.connected:
-            return  # not restored on reconnect any more either: it is out of the registry
-        watcher_type = (WatcherType.PERSISTENT_RECURSIVE
-                        if kind is WatchKind.PERSISTENT_RECURSIVE else WatcherType.PERSISTENT)
-        try:
-            await self.remove_watches(path, watcher_type)
-        except ZooKeeperError as exc:
-            # ZooKeeper < 3.9 knows only Children/Data/Any; Any would also drop the
-            # watches of other streams on this path, so use it only when there are none.
-            if self._has_other_watchers(path):
-                log.debug("persistent watch on %s left to the session: %s", path, exc)
-                return
-            try:
-                await self.remove_watches(path, WatcherType.ANY)
-            except ZooKeeperError as exc2:
-                log.debug("could not remove watch on %s: %s", path, exc2)
-
-    def _has_other_watchers(self, path: str) -> bool:
-        # Any live stream on the path counts, armed or not: one whose re-arming read is in
-        # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
-        # would strip the watch it is about to get.
-        if any(s.path == path and not s.ended for s in self._subscribers):
-            return True
-        server_path = self._server_path_unchecked(path)
-        return any(self._watches.has(k, server_path) for k in WatchKind)
-
-    async def _watched_call(self, request: ops.Request, path: str, sub: Subscriber) -> Any:
-        return await self._call(request, path, sub)
-
-    async def exists_watched(self, server_path: str, path: str, sub: Subscriber) -> Stat | None:
-        """exists with a watch for ``sub`` (armed even when the node is absent)."""
-        try:
-            stat: Stat = await self._call(ops.Exists(server_path, True), path, sub)
-        except NoNodeError:
-            return None
-        return stat
-
-    async def close(self) -> None:
-        """Close the session and the client (DESIGN rule 4).
-
-        Idempotent; callable from any task, including a watch consumer or a listener's
-        task; bounded in time. Sends CloseSession so the server drops this session's
-        ephemeral nodes at once; every pending operation fails with ClientClosedError and
-        every watch stream ends with ClientClosedError. Never raises.
-        """
-        if self._closing:
-            if self._closed_done is not None:
-                try:
-                    async with asyncio.timeout(5.0):
-                        await self._closed_done.wait()
-                except TimeoutError:
-                    pass
-            return
-        self._closing = True
-        try:
-            await self._close_now()
-        finally:
-            _live_clients.discard(self)
-            if self._closed_done is not None:
-                self._closed_done.set()
-
-    async def _close_now(self) -> None:
-        session_id, password = self._session.session_id, self._session.password
-        closed_on_server = False
-        supervisor = self._supervisor
-        conn = self._conn
-        if conn is not None and self._session.connected:
-            # Unanswered (the connection died or the server went silent): the session may
-            # still be alive, so it is closed from a new connection below.
-            closed_on_server = await self._send_close_session(conn)
-        if supervisor is not None and supervisor is not asyncio.current_task():
-            supervisor.cancel()
-            try:
-                async with asyncio.timeout(2.0):
-                    await asyncio.gather(supervisor, return_exceptions=True)
-            except TimeoutError:
-                log.warning("reconnect supervisor did not stop within 2s")
-        conn = self._conn
-        if conn is not None:
-            conn.abort(ClientClosedError("client closed"))
-        if self._presumed_timer is not None:
-            self._presumed_timer.cancel()
-            self._presumed_timer = None
-        if not closed_on_server and session_id and not self._session.lost_reported:
-            # Disconnected (or mid-reconnect) with a live session: attach once more and
-            # close it, so its ephemeral nodes do not outlive us by a session timeout.
-            closed_on_server = await self._close_remote(session_id, password)
-        self._session_closed_on_server = closed_on_server or not session_id
-        self._fail_everything(ClientClosedError("client closed"))
-        change = self._session.close()
-        self._emit([change] if change else [])
-        for q in self._state_queues:
-            q.put_nowait(None)
-        if self._ready is not None:
-            self._ready.set()
-
-    async def _close_remote(self, session_id: int, password: bytes) -> bool:
-        deadline = time.monotonic() + max(1.0, min(3.0, self._session_timeout))
-        for host in self._hosts:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            args = (host, session_id, password)
-            kwargs: dict[str, Any] = {"timeout": min(remaining, 1.0), "tls": self._tls}
-            try:
-                try:
-                    await asyncio.to_thread(close_session_blocking, *args, **kwargs)
-                except RuntimeError:
-                    # Interpreter shutdown refuses new threads: block briefly instead.
-                    close_session_blocking(*args, **kwargs)
-                return True
-            except ZooKeeperError as exc:
-                log.info("could not close session 0x%x on %s: %s", session_id, host, exc)
-        return False
-
-    def _fail_everything(self, exc: ZooKeeperError) -> None:
-        failed, _ = self._session.connection_lost(closing=True)
-        for token in failed:
-            if token is not None and not token[0].done():
-                token[0].set_exception(exc)
-        for waiter in self._auth_waiters:
-            if not waiter.done():
-                waiter.set_exception(exc)
-        self._auth_waiters.clear()
-        self._watches.clear()
-        for sub in list(self._subscribers):
-            sub.end(exc)
-        self._subscribers.clear()
-
-    def _close_at_exit(self) -> None:
-        # Also when a close() began but never reached the server (its loop stopped first).
-        if self._session_closed_on_server or not self._session.session_id:
-            return
-        self._closing = True
-        self._session_closed_on_server = True
-        session_id, password = self._session.session_id, self._session.password
-        for host in self._hosts:
-            try:
-                close_session_blocking(host, session_id, password, timeout=1.0, tls=self._tls)
-                return
-            except ZooKeeperError:
-                continue
+        self._engine.check_usable()
+        return PersistentWatchStream(self._subs, path, recursive)
 
     def __repr__(self) -> str:
-        sid = f"0x{self._session.session_id:x}" if self._session.session_id else "none"
-        return f"<AsyncClient {self._connect_string!r} state={self.state.value} session={sid}>"
+        machine = self._engine.machine
+        sid = f"0x{machine.session_id:x}" if machine.session_id else "none"
+        return (f"<AsyncClient {self._engine.connect_string!r} state={self.state.value} "
+                f"session={sid}>")

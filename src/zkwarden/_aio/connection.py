@@ -53,6 +53,7 @@ class Connection(asyncio.Protocol):
         self._eager = True  # see write()
         self._timer: asyncio.TimerHandle | None = None
         self._abort_reason: BaseException | None = None
+        self._aborting = False
 
     # --- asyncio.Protocol ----------------------------------------------------------
 
@@ -81,6 +82,9 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("protocol error from %s: %s; dropping the connection", self.host, exc)
             self.abort(exc)
+            # Now, not when asyncio gets round to connection_lost: the session must not
+            # take requests on a connection that is going.
+            self._owner.on_connection_lost(self, self._abort_reason or exc)
 
     def eof_received(self) -> bool | None:
         # The server closed its side: that is a disconnect now, not after a read timeout.
@@ -101,9 +105,9 @@ class Connection(asyncio.Protocol):
             self._first_frame.exception()
         if not self.closed.done():
             self.closed.set_result(reason)
-        if self._active:
-            self._active = False
-            self._owner.on_connection_lost(self, reason)
+        self._active = False
+        # Always told, handshake or not: the owner ignores connections it no longer holds.
+        self._owner.on_connection_lost(self, reason)
 
     # --- used by the client ----------------------------------------------------------
 
@@ -124,18 +128,13 @@ class Connection(asyncio.Protocol):
 
     def activate(self) -> None:
         """Start handing frames to the owner (after a successful handshake)."""
+        if self.closed.done():
+            return  # the owner has been told through on_connection_lost
         self._active = True
         early, self._early = self._early, []
-        try:
-            for payload in early:
-                self._owner.on_frame(self, payload)
-        except ProtocolError as exc:
-            self.abort(exc)
-            return
-        if self.closed.done():
-            # Lost between the handshake and now: tell the owner once.
-            self._active = False
-            self._owner.on_connection_lost(self, self.closed.result())
+        on_frame = self._owner.on_frame
+        for payload in early:
+            on_frame(self, payload)
 
     def write(self, data: bytes) -> None:
         if self._flush_scheduled:
@@ -197,6 +196,9 @@ class Connection(asyncio.Protocol):
                 if isinstance(reason, ConnectionLossError)
                 else ConnectionLossError(f"connection to {self.host} dropped: {reason}")
             )
+        if self._aborting:
+            return
+        self._aborting = True
         if self.transport is not None:
             self.transport.abort()
         elif not self.closed.done():

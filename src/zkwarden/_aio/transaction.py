@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import paths as _paths
 from ..errors import (
@@ -16,8 +16,26 @@ from ..errors import (
 from ..protocol import ops
 from ..types import ACL
 
-if TYPE_CHECKING:
-    from .client import AsyncClient
+
+class TransactionOwner(Protocol):
+    """What a transaction needs of its client (AsyncClient has it)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def chroot(self) -> str: ...
+
+    def _server_path(self, path: str, *, sequential: bool = False) -> str: ...
+
+    def _check_data(self, data: object) -> bytes: ...
+
+    def _create_request(
+        self, path: str, data: bytes, *, ephemeral: bool, sequence: bool, container: bool,
+        ttl: float | None, acl: Sequence[ACL] | None, include_stat: bool = False,
+    ) -> ops.Request: ...
+
+    async def _multi(self, requests: Sequence[ops.Request], first_path: str) -> list[Any]: ...
 
 __all__ = ("Transaction",)
 
@@ -28,7 +46,7 @@ class Transaction:
     Results, in order: created path for create, Stat for set, True for delete and check.
     """
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: TransactionOwner) -> None:
         self._client = client
         self._requests: list[ops.Request] = []
         self._paths: list[str] = []

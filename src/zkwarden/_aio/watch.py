@@ -14,41 +14,25 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import Any, Self
 
 from ..errors import (
     ClientClosedError,
     ConnectionLossError,
     NoNodeError,
+    RequestTimeoutError,
     SessionExpiredError,
     ZooKeeperError,
 )
 from ..protocol import ops
 from ..protocol.ops import WatchKind
 from ..types import EventType, KeeperState, WatchEvent
-
-if TYPE_CHECKING:
-    from .client import AsyncClient
+from .subscriber import Subscriber
+from .subscriptions import Subscriptions
 
 __all__ = ("Subscriber", "WatchStream", "PersistentWatchStream")
 
 log = logging.getLogger("zkwarden.watch")
-
-
-
-class Subscriber(Protocol):
-    path: str
-    one_shot: bool
-    armed: bool
-
-    def deliver(self, event: WatchEvent) -> None: ...
-
-    def end(self, exc: ZooKeeperError) -> None: ...
-
-    def reconnected(self) -> None: ...
-
-    @property
-    def ended(self) -> bool: ...
 
 
 class _Delivery:
@@ -57,7 +41,7 @@ class _Delivery:
     ``async for ... : break`` does not close a plain async iterator, so a stream left that
     way must not live on in the client (a persistent one would queue events forever).
     Held weakly, it is collected, and its finalizer unregisters it (see
-    :meth:`AsyncClient._abandon`).
+    :meth:`Subscriptions.abandon`).
     """
 
     __slots__ = ("_ref", "path", "one_shot", "armed", "__weakref__")
@@ -91,8 +75,8 @@ class _Delivery:
 
 
 class _StreamBase:
-    def __init__(self, client: AsyncClient, path: str, one_shot: bool) -> None:
-        self._client = client
+    def __init__(self, subscriptions: Subscriptions, path: str, one_shot: bool) -> None:
+        self._subs = subscriptions
         self.path = path
         self._wakeup = asyncio.Event()
         self._error: ZooKeeperError | None = None
@@ -103,10 +87,10 @@ class _StreamBase:
 
     def _register(self) -> None:
         if not self._registered:
-            self._client._register(self._delivery)
+            self._subs.register(self._delivery)
             self._registered = True
             self._finalizer = weakref.finalize(
-                self, self._client._abandon, self._delivery, self._watch_kind()
+                self, self._subs.abandon, self._delivery, self._watch_kind()
             )
 
     def _watch_kind(self) -> WatchKind | None:
@@ -136,7 +120,7 @@ class _StreamBase:
     def _unregister(self) -> None:
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._client._unregister(self._delivery, list(WatchKind))
+        self._subs.unregister(self._delivery, list(WatchKind))
 
     def __aiter__(self) -> Self:
         return self
@@ -149,8 +133,8 @@ class _StreamBase:
 class WatchStream(_StreamBase):
     """``async for event in zk.watch(path, kind)``; see :meth:`AsyncClient.watch`."""
 
-    def __init__(self, client: AsyncClient, path: str, kind: str) -> None:
-        super().__init__(client, path, one_shot=True)
+    def __init__(self, subscriptions: Subscriptions, path: str, kind: str) -> None:
+        super().__init__(subscriptions, path, one_shot=True)
         self.kind = kind
         self._started = False
         self._fired: WatchEvent | None = None
@@ -179,20 +163,20 @@ class WatchStream(_StreamBase):
         return await self._read(fired.type, fired.state, fired.zxid)
 
     async def _read(self, etype: EventType, state: KeeperState, zxid: int) -> WatchEvent:
-        client = self._client
-        server_path = client._server_path_unchecked(self.path)
+        subs = self._subs
+        server_path = subs.server_path(self.path)
         while True:
             self._raise_end()
             try:
                 if self.kind == "exists":
-                    stat = await client.exists_watched(server_path, self.path, self._delivery)
+                    stat = await subs.exists_watched(self.path, self._delivery)
                     return WatchEvent(etype, state, self.path, zxid, stat=stat)
                 if self.kind == "data":
-                    data, stat = await client._watched_call(
+                    data, stat = await subs.call(
                         ops.GetData(server_path, True), self.path, self._delivery
                     )
                     return WatchEvent(etype, state, self.path, zxid, data=data, stat=stat)
-                children, stat = await client._watched_call(
+                children, stat = await subs.call(
                     ops.GetChildren2(server_path, True), self.path, self._delivery
                 )
                 return WatchEvent(etype, state, self.path, zxid, children=tuple(children),
@@ -201,28 +185,36 @@ class WatchStream(_StreamBase):
                 # Absent node: arm an exists watch instead, so creation wakes us. If it
                 # appeared in between, read it again.
                 try:
-                    stat = await client.exists_watched(server_path, self.path, self._delivery)
+                    stat = await subs.exists_watched(self.path, self._delivery)
                 except (ConnectionLossError, SessionExpiredError, ClientClosedError) as exc:
                     await self._on_read_error(exc)
                     continue
+                except ZooKeeperError as exc:
+                    self._fail(exc)
                 if stat is None:
                     return WatchEvent(etype, state, self.path, zxid)
             except (ConnectionLossError, SessionExpiredError, ClientClosedError) as exc:
                 await self._on_read_error(exc)
+            except ZooKeeperError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: ZooKeeperError) -> None:
+        """Any other error (NoAuth, ...) ends the stream with it: no watch is armed, and
+        waiting on would wait forever."""
+        self.end(exc)
+        self._raise_end()
 
     async def _on_read_error(self, exc: ZooKeeperError) -> None:
         if isinstance(exc, (SessionExpiredError, ClientClosedError)):
-            self.end(exc)
-            self._raise_end()
+            self._fail(exc)
         # Connection loss: the watch was not armed; wait for the session to come back and
         # read again (waiting raises if the session ends or the client closes).
         try:
-            await self._client._wait_connected()
-        except ConnectionLossError:
-            await asyncio.sleep(0.05)
-        except (ClientClosedError, SessionExpiredError) as end_exc:
-            self.end(end_exc)
-            self._raise_end()
+            await self._subs.wait_connected()
+        except (ConnectionLossError, RequestTimeoutError):
+            pass
+        except ZooKeeperError as end_exc:
+            self._fail(end_exc)
 
     async def aclose(self) -> None:
         """Stop the stream; later iteration raises StopAsyncIteration."""
@@ -234,15 +226,26 @@ class WatchStream(_StreamBase):
 class PersistentWatchStream(_StreamBase):
     """``async for event in zk.add_watch(path)``; see :meth:`AsyncClient.add_watch`."""
 
-    def __init__(self, client: AsyncClient, path: str, recursive: bool) -> None:
-        super().__init__(client, path, one_shot=False)
+    def __init__(self, subscriptions: Subscriptions, path: str, recursive: bool) -> None:
+        super().__init__(subscriptions, path, one_shot=False)
         self.recursive = recursive
         self.kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
         self._queue: deque[WatchEvent] = deque()
         self._armed = False
+        self._overflow_warned = False
 
     def deliver(self, event: WatchEvent) -> None:
-        self._queue.append(event)
+        queue = self._queue
+        if len(queue) >= self._subs.max_queued_events:
+            # The consumer fell behind (rule 8): what it missed is gone; one event of the
+            # kind a reconnect yields tells it to re-read, and memory stays bounded.
+            queue.clear()
+            queue.append(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
+            if not self._overflow_warned:
+                self._overflow_warned = True
+                log.warning("watch stream on %s fell %d events behind; events dropped",
+                            self.path, self._subs.max_queued_events)
+        queue.append(event)
         self._wakeup.set()
 
     def reconnected(self) -> None:
@@ -259,18 +262,17 @@ class PersistentWatchStream(_StreamBase):
         if self._armed:
             return self
         self._register()
-        client = self._client
-        await client._watched_call(
-            ops.AddWatch(client._server_path_unchecked(self.path),
-                         1 if self.recursive else 0),
+        subs = self._subs
+        await subs.call(
+            ops.AddWatch(subs.server_path(self.path), 1 if self.recursive else 0),
             self.path, self._delivery,
         )
         self._armed = self._delivery.armed = True
         if self._finished:
             # aclose() ran while AddWatch was in flight: the server has the watch now, so
             # take it off again unless another stream still needs it.
-            if not client._has_other_watchers(self.path):
-                await client._remove_persistent_watch(self.path, self.kind)
+            if not subs.has_other_watchers(self.path):
+                await subs.remove_persistent_watch(self.path, self.kind)
             return self
         self._queue.appendleft(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
         return self
@@ -290,13 +292,14 @@ class PersistentWatchStream(_StreamBase):
                     break
                 except ConnectionLossError:
                     try:
-                        await self._client._wait_connected()
-                    except ConnectionLossError:
+                        await self._subs.wait_connected()
+                    except (ConnectionLossError, RequestTimeoutError):
                         continue
-                    except (ClientClosedError, SessionExpiredError) as exc:
+                    except ZooKeeperError as exc:
                         self.end(exc)
                         break
-                except (ClientClosedError, SessionExpiredError) as exc:
+                except ZooKeeperError as exc:
+                    # NoAuth and the like end the stream too: nothing is armed.
                     self.end(exc)
                     break
         while True:
@@ -322,8 +325,7 @@ class PersistentWatchStream(_StreamBase):
         self._wakeup.set()
         if self._finalizer is not None:
             self._finalizer.detach()
-        client = self._client
-        last = client._unregister(self._delivery, [self.kind])
+        last = self._subs.unregister(self._delivery, [self.kind])
         if last and self._armed:
-            await client._remove_persistent_watch(self.path, self.kind)
+            await self._subs.remove_persistent_watch(self.path, self.kind)
 

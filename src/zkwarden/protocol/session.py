@@ -1,28 +1,40 @@
-"""The session state machine: every state transition, xids, the pending FIFO, deadlines.
+"""The session state machine: the whole session lifecycle, xids, the pending FIFO, deadlines.
 
 Theory of operation
 -------------------
-A *session* outlives many *connections*. The I/O layer opens a connection, sends
+A *session* outlives many *connections*. The I/O layer opens a connection and sends
 :meth:`SessionMachine.connect_request`, feeds the server's first frame to
-:meth:`handshake`, then feeds every later frame to :meth:`receive`. It asks
-:meth:`next_deadline` when to wake up and calls :meth:`on_timer` then; it reports a
-dropped connection with :meth:`connection_lost` and asks :meth:`check_presumed_expired`
-while it waits to reconnect. Nothing here reads a clock: ``now`` (seconds, monotonic) is
-always passed in, so every rule is testable without an event loop.
+:meth:`handshake`, sends what :meth:`prime` returns (auth packets, SetWatches), then feeds
+every later frame to :meth:`receive`. It asks :meth:`next_deadline` when to wake up and
+calls :meth:`on_timer` then; it reports a dropped connection with :meth:`connection_lost`
+and asks :meth:`check_presumed_expired` while it waits to reconnect. After every call it
+takes the state changes to report with :meth:`take_changes`. Nothing here reads a clock:
+``now`` (seconds, monotonic) is always passed in, so every rule is testable without an
+event loop.
+
+The lifecycle is one table, ``TRANSITIONS``: ``(Phase, SessionEvent) -> (Phase, report)``.
+A phase says both where the current connection is (idle, handshake, restoring, live) and
+what the application was last told (CONNECTING, SUSPENDED, LOST, ...), so that nothing
+beside the table decides the state. ``report`` says whether entering the next phase is a
+:class:`ClientStateChange` for the application. A pair that is not in the table is a bug:
+:meth:`_fire` raises :class:`ProtocolError` (fail closed) instead of guessing; the pairs
+that change nothing are listed too.
 
 Rules enforced here (DESIGN rule 7):
 
 * read timeout = 2/3 of the negotiated session timeout; a ping goes out after 1/3 of it
   without sending anything;
-* SUSPENDED as soon as a connection drops; LOST when a server confirms the expiry
-  (negotiated timeout 0) or when no server was heard for a whole session timeout
-  (presumed), reported once per session;
-* the session id is checked on every handshake: a different id is a new session, which
-  is LOST followed by CONNECTED with ``new_session=True``, never a silent resume;
-* replies must come back in request order (except pings, auth and notifications, which
-  travel outside the FIFO); anything else is a :class:`ProtocolError`.
-
-All transitions are in ``_TRANSITIONS``; nothing else assigns ``self.state``.
+* SUSPENDED as soon as a live connection drops; LOST when a server confirms the expiry
+  (negotiated timeout 0, or another session id than the one we asked to resume) or when
+  no server was heard for a whole session timeout (presumed), once per session;
+* CONNECTED is reported only after the connection is restored (auth answered, SetWatches
+  answered), and with ``new_session=True`` exactly once per new session id, even when the
+  first connections of that session drop during set-up;
+* a session presumed lost is never resumed: it is handed to the I/O layer to close
+  (:meth:`take_stale_sessions`) and the next handshake asks for a new one;
+* replies must come back in request order (except auth replies and notifications, which
+  travel outside the FIFO); anything else is a :class:`ProtocolError`, and a reply whose
+  body does not decode stays at the head of the FIFO, so dropping the connection fails it.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..errors import ProtocolError, error_for_code
+from ..errors import ConnectionLossError, ProtocolError, error_for_code
 from ..types import ClientState, ClientStateChange
 from .framing import DEFAULT_MAX_SEND, check_send_size
 from .jute import Reader
@@ -45,14 +57,20 @@ from .watches import WatchRegistry
 
 __all__ = (
     "SessionMachine",
+    "Phase",
     "SessionEvent",
-    "HandshakeResult",
+    "HandshakeOutcome",
+    "TRANSITIONS",
+    "PUBLIC_STATE",
     "Reply",
     "Notification",
+    "AuthReply",
+    "PingReply",
     "XID_NOTIFICATION",
     "XID_PING",
     "XID_AUTH",
     "XID_SET_WATCHES",
+    "attach_and_close_frames",
 )
 
 T = TypeVar("T")
@@ -69,46 +87,143 @@ _REPLY_HEADER = struct.Struct(">iqi")
 _PING_FRAME = _FRAME_HEADER.pack(8, XID_PING, 11)
 
 
-class SessionEvent(enum.Enum):
-    """Inputs to the transition table."""
+class Phase(enum.Enum):
+    """Where the session is. ``X_HANDSHAKE``/``X_RESTORING`` keep reporting ``X``."""
 
-    CONNECTED = "connected"  # handshake done on a read-write server
-    CONNECTED_READ_ONLY = "connected_read_only"
-    DISCONNECTED = "disconnected"
-    EXPIRED = "expired"  # a server said so
-    PRESUMED_EXPIRED = "presumed_expired"  # no server heard for a session timeout
+    CONNECTING = "connecting"  # no session reported yet; no connection
+    CONNECTING_HANDSHAKE = "connecting/handshake"  # ConnectRequest sent
+    CONNECTING_RESTORING = "connecting/restoring"  # session granted; auth in flight
+    CONNECTED = "connected"
+    READ_ONLY = "read_only"
+    SUSPENDED = "suspended"  # disconnected; the session may be alive
+    SUSPENDED_HANDSHAKE = "suspended/handshake"
+    SUSPENDED_RESTORING = "suspended/restoring"  # resumed; auth + SetWatches in flight
+    LOST = "lost"  # LOST reported; the next handshake opens a new session
+    LOST_HANDSHAKE = "lost/handshake"
+    LOST_RESTORING = "lost/restoring"
+    CLOSING = "closing"  # close() began; nothing but CLOSED moves on from here
     CLOSED = "closed"
 
 
-_S = ClientState
+class SessionEvent(enum.Enum):
+    """Inputs to the transition table."""
+
+    CONNECT = "connect"  # a connection is open and the ConnectRequest goes out
+    RESUMED = "resumed"  # handshake: the server resumed the session we asked for
+    NEW_SESSION = "new_session"  # handshake: a session, and we asked for none
+    REPLACED = "replaced"  # handshake: another session than the one we asked to resume
+    EXPIRED = "expired"  # handshake: the session we asked to resume is gone
+    RESTORED = "restored"  # auth and SetWatches answered on a read-write server
+    RESTORED_READ_ONLY = "restored_read_only"
+    DISCONNECTED = "disconnected"
+    PRESUMED_EXPIRED = "presumed_expired"  # no server heard for a session timeout
+    CLOSE = "close"  # close() began
+    CLOSED = "closed"  # close() finished
+
+
+class HandshakeOutcome(enum.Enum):
+    """What a ConnectResponse meant (the handshake events of the table)."""
+
+    RESUMED = SessionEvent.RESUMED
+    NEW_SESSION = SessionEvent.NEW_SESSION
+    REPLACED = SessionEvent.REPLACED
+    EXPIRED = SessionEvent.EXPIRED
+
+    @property
+    def usable(self) -> bool:
+        """True when the connection carries a session now (everything but EXPIRED)."""
+        return self is not HandshakeOutcome.EXPIRED
+
+
+_P = Phase
 _E = SessionEvent
-# (state, event) → next state. Pairs not listed leave the state unchanged.
-_TRANSITIONS: dict[tuple[ClientState, SessionEvent], ClientState] = {
-    (_S.CONNECTING, _E.CONNECTED): _S.CONNECTED,
-    (_S.CONNECTING, _E.CONNECTED_READ_ONLY): _S.READ_ONLY,
-    (_S.CONNECTED, _E.DISCONNECTED): _S.SUSPENDED,
-    (_S.CONNECTED, _E.EXPIRED): _S.LOST,
-    (_S.READ_ONLY, _E.DISCONNECTED): _S.SUSPENDED,
-    (_S.READ_ONLY, _E.EXPIRED): _S.LOST,
-    (_S.READ_ONLY, _E.CONNECTED): _S.CONNECTED,
-    (_S.SUSPENDED, _E.CONNECTED): _S.CONNECTED,
-    (_S.SUSPENDED, _E.CONNECTED_READ_ONLY): _S.READ_ONLY,
-    (_S.SUSPENDED, _E.EXPIRED): _S.LOST,
-    (_S.SUSPENDED, _E.PRESUMED_EXPIRED): _S.LOST,
-    (_S.LOST, _E.CONNECTED): _S.CONNECTED,
-    (_S.LOST, _E.CONNECTED_READ_ONLY): _S.READ_ONLY,
+
+#: What the application is told in each phase (CLOSING: what it was told before).
+PUBLIC_STATE: dict[Phase, ClientState | None] = {
+    _P.CONNECTING: ClientState.CONNECTING,
+    _P.CONNECTING_HANDSHAKE: ClientState.CONNECTING,
+    _P.CONNECTING_RESTORING: ClientState.CONNECTING,
+    _P.CONNECTED: ClientState.CONNECTED,
+    _P.READ_ONLY: ClientState.READ_ONLY,
+    _P.SUSPENDED: ClientState.SUSPENDED,
+    _P.SUSPENDED_HANDSHAKE: ClientState.SUSPENDED,
+    _P.SUSPENDED_RESTORING: ClientState.SUSPENDED,
+    _P.LOST: ClientState.LOST,
+    _P.LOST_HANDSHAKE: ClientState.LOST,
+    _P.LOST_RESTORING: ClientState.LOST,
+    _P.CLOSING: None,
+    _P.CLOSED: ClientState.CLOSED,
 }
-for _state in ClientState:
-    _TRANSITIONS[(_state, _E.CLOSED)] = _S.CLOSED
+
+# (phase, event) -> (next phase, report the next phase's public state).
+TRANSITIONS: dict[tuple[Phase, SessionEvent], tuple[Phase, bool]] = {
+    # --- before the first session is reported -------------------------------------------
+    (_P.CONNECTING, _E.CONNECT): (_P.CONNECTING_HANDSHAKE, False),
+    (_P.CONNECTING, _E.DISCONNECTED): (_P.CONNECTING, False),
+    (_P.CONNECTING, _E.PRESUMED_EXPIRED): (_P.CONNECTING, False),  # unreported session
+    (_P.CONNECTING_HANDSHAKE, _E.NEW_SESSION): (_P.CONNECTING_RESTORING, False),
+    (_P.CONNECTING_HANDSHAKE, _E.RESUMED): (_P.CONNECTING_RESTORING, False),
+    (_P.CONNECTING_HANDSHAKE, _E.REPLACED): (_P.CONNECTING_RESTORING, False),
+    (_P.CONNECTING_HANDSHAKE, _E.EXPIRED): (_P.CONNECTING, False),
+    (_P.CONNECTING_HANDSHAKE, _E.DISCONNECTED): (_P.CONNECTING, False),
+    (_P.CONNECTING_HANDSHAKE, _E.PRESUMED_EXPIRED): (_P.CONNECTING, False),
+    (_P.CONNECTING_RESTORING, _E.RESTORED): (_P.CONNECTED, True),
+    (_P.CONNECTING_RESTORING, _E.RESTORED_READ_ONLY): (_P.READ_ONLY, True),
+    (_P.CONNECTING_RESTORING, _E.DISCONNECTED): (_P.CONNECTING, False),
+    (_P.CONNECTING_RESTORING, _E.PRESUMED_EXPIRED): (_P.CONNECTING, False),
+    # --- live ---------------------------------------------------------------------------
+    (_P.CONNECTED, _E.DISCONNECTED): (_P.SUSPENDED, True),
+    (_P.READ_ONLY, _E.DISCONNECTED): (_P.SUSPENDED, True),
+    # --- disconnected, the session may still be alive -------------------------------------
+    (_P.SUSPENDED, _E.CONNECT): (_P.SUSPENDED_HANDSHAKE, False),
+    (_P.SUSPENDED, _E.DISCONNECTED): (_P.SUSPENDED, False),
+    (_P.SUSPENDED, _E.PRESUMED_EXPIRED): (_P.LOST, True),
+    (_P.SUSPENDED_HANDSHAKE, _E.RESUMED): (_P.SUSPENDED_RESTORING, False),
+    (_P.SUSPENDED_HANDSHAKE, _E.REPLACED): (_P.LOST_RESTORING, True),
+    (_P.SUSPENDED_HANDSHAKE, _E.EXPIRED): (_P.LOST, True),
+    (_P.SUSPENDED_HANDSHAKE, _E.DISCONNECTED): (_P.SUSPENDED, False),
+    (_P.SUSPENDED_HANDSHAKE, _E.PRESUMED_EXPIRED): (_P.LOST, True),
+    (_P.SUSPENDED_RESTORING, _E.RESTORED): (_P.CONNECTED, True),
+    (_P.SUSPENDED_RESTORING, _E.RESTORED_READ_ONLY): (_P.READ_ONLY, True),
+    (_P.SUSPENDED_RESTORING, _E.DISCONNECTED): (_P.SUSPENDED, False),
+    (_P.SUSPENDED_RESTORING, _E.PRESUMED_EXPIRED): (_P.LOST, True),
+    # --- LOST reported; opening the next session -----------------------------------------
+    (_P.LOST, _E.CONNECT): (_P.LOST_HANDSHAKE, False),
+    (_P.LOST, _E.DISCONNECTED): (_P.LOST, False),
+    (_P.LOST, _E.PRESUMED_EXPIRED): (_P.LOST, False),  # the unreported next session
+    (_P.LOST_HANDSHAKE, _E.NEW_SESSION): (_P.LOST_RESTORING, False),
+    (_P.LOST_HANDSHAKE, _E.RESUMED): (_P.LOST_RESTORING, False),
+    (_P.LOST_HANDSHAKE, _E.REPLACED): (_P.LOST_RESTORING, False),
+    (_P.LOST_HANDSHAKE, _E.EXPIRED): (_P.LOST, False),
+    (_P.LOST_HANDSHAKE, _E.DISCONNECTED): (_P.LOST, False),
+    (_P.LOST_HANDSHAKE, _E.PRESUMED_EXPIRED): (_P.LOST, False),
+    (_P.LOST_RESTORING, _E.RESTORED): (_P.CONNECTED, True),
+    (_P.LOST_RESTORING, _E.RESTORED_READ_ONLY): (_P.READ_ONLY, True),
+    (_P.LOST_RESTORING, _E.DISCONNECTED): (_P.LOST, False),
+    (_P.LOST_RESTORING, _E.PRESUMED_EXPIRED): (_P.LOST, False),
+    # --- closing: terminal --------------------------------------------------------------
+    (_P.CLOSING, _E.CLOSED): (_P.CLOSED, True),
+}
+for _phase in Phase:
+    if _phase not in (_P.CLOSING, _P.CLOSED):
+        TRANSITIONS[(_phase, _E.CLOSE)] = (_P.CLOSING, False)
 for _event in SessionEvent:
-    _TRANSITIONS[(_S.CLOSED, _event)] = _S.CLOSED
+    # Closing, late inputs (a reply to CloseSession, the connection going) change nothing.
+    TRANSITIONS.setdefault((_P.CLOSING, _event), (_P.CLOSING, False))
+    TRANSITIONS[(_P.CLOSED, _event)] = (_P.CLOSED, False)
+
+_HANDSHAKING = frozenset(p for p in Phase if p.value.endswith("/handshake"))
+_RESTORING = frozenset(p for p in Phase if p.value.endswith("/restoring"))
+_LIVE = frozenset({_P.CONNECTED, _P.READ_ONLY})
+#: phases with a connection past its handshake (pings and read timeouts apply)
+_ATTACHED = _RESTORING | _LIVE
 
 
 @dataclass(slots=True)
 class _Pending(Generic[T]):
     xid: int
     request: Request
-    token: T
+    token: T | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +257,11 @@ _note_event, _note_zxid = (
 
 
 @dataclass(frozen=True, slots=True)
-class AuthReply:
-    """The reply to an auth packet (can overtake earlier replies)."""
+class AuthReply(Generic[T]):
+    """The reply to an auth packet. ``token`` is None for the auth sent by :meth:`prime`."""
 
     err: int
+    token: T | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,21 +273,12 @@ _PING_REPLY = PingReply()
 _PING_REQUEST = Ping()
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeResult:
-    """What a ConnectResponse meant: state changes, and whether the connection is usable."""
-
-    changes: list[ClientStateChange]
-    usable: bool
-    read_only: bool
-    #: True when this handshake opened a new session (first, or after loss/replacement).
-    new_session: bool
-    #: True when the server confirmed our old session had expired (connection unusable).
-    expired: bool
-
-
 class SessionMachine(Generic[T]):
-    """Owns the session and the state of the current connection. See the module doc."""
+    """Owns the session and the state of the current connection. See the module doc.
+
+    ``T`` is the caller's token type: what :meth:`submit` stores and :meth:`receive`
+    hands back with the reply.
+    """
 
     def __init__(
         self,
@@ -183,55 +290,108 @@ class SessionMachine(Generic[T]):
         self.requested_timeout_ms = max(1, int(requested_timeout * 1000))
         self.read_only_allowed = read_only_allowed
         self.max_send = max_send
-        self.state = ClientState.CONNECTING
+        self.phase = Phase.CONNECTING
         self.session_id = 0
         self.password = _EMPTY_PASSWORD
         self.negotiated_timeout_ms = 0
         self.last_zxid = 0
-        self._xid = 0
-        self._pending: deque[_Pending[T]] = deque()
-        self._auth_pending = 0
-        self.connected = False  # handshake done on the current connection
+        self.read_only = False
+        #: Incremented each time LOST is reported: a caller that waited through it
+        #: belongs to a session that is gone.
+        self.epoch = 0
         self.last_recv = 0.0
         self.last_send = 0.0
-        self.lost_reported = False
-        # The LOST we reported was presumed; a server must still confirm it or we close
-        # the old session ourselves before opening a new one.
-        self.presumed_lost = False
+        self._xid = 0
+        self._pending: deque[_Pending[T]] = deque()
+        self._auth_pending: deque[T | None] = deque()
+        self._restore_pending = 0
+        # The session id was granted but its CONNECTED(new_session=True) not reported yet.
+        self._unreported_new_session = False
+        self._reported = ClientState.CONNECTING
+        #: state changes not yet taken (see :meth:`take_changes`)
+        self.changes: list[ClientStateChange] = []
+        self._stale: list[tuple[int, bytes]] = []
 
-    # --- transitions ---------------------------------------------------------------
+    # --- the table -------------------------------------------------------------------
 
-    def _transition(
-        self, event: SessionEvent, *, new_session: bool = False, confirmed: bool = False
-    ) -> ClientStateChange | None:
-        previous = self.state
-        nxt = _TRANSITIONS.get((previous, event), previous)
-        if nxt is previous:
-            return None
-        self.state = nxt
-        return ClientStateChange(
-            state=nxt,
-            previous=previous,
-            session_id=self.session_id or None,
-            new_session=new_session,
-            confirmed=confirmed,
-        )
+    @property
+    def state(self) -> ClientState:
+        """What the application was last told (DESIGN section 4)."""
+        return self._reported
 
-    def close(self) -> ClientStateChange | None:
-        """The user closed the client: terminal."""
-        self.connected = False
-        return self._transition(SessionEvent.CLOSED)
+    def _fire(self, event: SessionEvent, *, confirmed: bool = False, lost_id: int = 0) -> None:
+        previous_phase = self.phase
+        try:
+            nxt, report = TRANSITIONS[(previous_phase, event)]
+        except KeyError:
+            raise ProtocolError(
+                f"session: {event.value} is not expected in phase {previous_phase.value}"
+            ) from None
+        self.phase = nxt
+        if not report:
+            return
+        state = PUBLIC_STATE[nxt]
+        assert state is not None  # the table never reports CLOSING
+        previous = self._reported
+        new_session = False
+        if state is ClientState.LOST:
+            self.epoch += 1
+        elif state in (ClientState.CONNECTED, ClientState.READ_ONLY):
+            new_session = self._unreported_new_session
+            self._unreported_new_session = False
+        self._reported = state
+        self.changes.append(ClientStateChange(
+            state=state, previous=previous, session_id=lost_id or self.session_id or None,
+            new_session=new_session, confirmed=confirmed,
+        ))
 
-    # --- timing --------------------------------------------------------------------
+    def take_changes(self) -> list[ClientStateChange]:
+        """The state changes to report since the last call, oldest first."""
+        changes, self.changes = self.changes, []
+        return changes
+
+    def take_stale_sessions(self) -> list[tuple[int, bytes]]:
+        """Sessions given up as presumed expired, to close on a server if still alive."""
+        stale, self._stale = self._stale, []
+        return stale
+
+    @property
+    def can_send(self) -> bool:
+        """True when requests may be sent (CONNECTED or READ_ONLY, set-up done)."""
+        return self.phase in _LIVE
+
+    @property
+    def attached(self) -> bool:
+        """True while the current connection is past its handshake."""
+        return self.phase in _ATTACHED
+
+    @property
+    def closing(self) -> bool:
+        return self.phase in (Phase.CLOSING, Phase.CLOSED)
+
+    def begin_close(self) -> None:
+        """The user called close(): nothing but :meth:`finish_close` moves on from here."""
+        self._fire(SessionEvent.CLOSE)
+
+    def finish_close(self) -> list[T]:
+        """The close is done: CLOSED. Returns the tokens of requests still pending."""
+        failed = self._drop_pending()
+        self._fire(SessionEvent.CLOSED)
+        return failed
+
+    # --- timing ----------------------------------------------------------------------
 
     @property
     def negotiated_timeout(self) -> float | None:
         return self.negotiated_timeout_ms / 1000.0 if self.negotiated_timeout_ms else None
 
     @property
+    def session_timeout(self) -> float:
+        return (self.negotiated_timeout_ms or self.requested_timeout_ms) / 1000.0
+
+    @property
     def read_timeout(self) -> float:
-        timeout_ms = self.negotiated_timeout_ms or self.requested_timeout_ms
-        return timeout_ms * 2 / 3000.0
+        return self.session_timeout * 2 / 3
 
     @property
     def ping_interval(self) -> float:
@@ -242,31 +402,31 @@ class SessionMachine(Generic[T]):
         return min(self.last_send + self.ping_interval, self.last_recv + self.read_timeout)
 
     def on_timer(self, now: float) -> bytes | None:
-        """Return a ping frame when one is due.
-
-        Raises:
-            ProtocolError: never; a read timeout is reported by :meth:`read_timed_out`.
-        """
+        """Return a ping frame when one is due (a read timeout: :meth:`read_timed_out`)."""
         # Compare against the same sum next_deadline() returned, so a timer set for that
         # instant finds the ping due (``now - last >= interval`` can round the other way).
-        if self.connected and now >= self.last_send + self.ping_interval:
+        if self.phase in _ATTACHED and now >= self.last_send + self.ping_interval:
             self.last_send = now
             # Pings travel through the server's request pipeline, so their replies come
             # back in order: queued like requests, a corrupted reply that happens to read
             # as a ping reply is out of order (dropped connection), not a silent hang.
-            self._pending.append(_Pending(XID_PING, _PING_REQUEST, None))  # type: ignore[arg-type]
+            self._pending.append(_Pending(XID_PING, _PING_REQUEST, None))
             return _PING_FRAME
         return None
 
     def read_timed_out(self, now: float) -> bool:
         """True when the server has been silent for the read timeout."""
-        return self.connected and now >= self.last_recv + self.read_timeout
+        return self.phase in _ATTACHED and now >= self.last_recv + self.read_timeout
 
-    # --- handshake -----------------------------------------------------------------
+    # --- handshake -------------------------------------------------------------------
 
     def connect_request(self, now: float) -> bytes:
-        """The first frame of a connection (ConnectRequest, no header)."""
-        self.connected = False
+        """The first frame of a new connection (ConnectRequest, no header).
+
+        Raises:
+            ProtocolError: a connection is already open or the client is closing.
+        """
+        self._fire(SessionEvent.CONNECT)
         self.last_send = now
         # last_recv is left alone: a TCP connect (even one a proxy accepts) is not hearing
         # from a server, and presumed expiry counts from the last server frame.
@@ -280,86 +440,104 @@ class SessionMachine(Generic[T]):
         ).encode()
         return struct.pack(">i", len(payload)) + payload
 
-    def handshake(self, payload: bytes, now: float) -> HandshakeResult:
+    def handshake(self, payload: bytes, now: float) -> HandshakeOutcome:
         """Apply the server's ConnectResponse.
 
+        EXPIRED leaves the connection unusable (the server closes it); every other outcome
+        makes it the session's connection, restoring until :meth:`prime`'s frames are
+        answered.
+
         Raises:
-            ProtocolError: the frame is not a ConnectResponse (a server that refuses to
-                open the session answers with a bare ReplyHeader: try another server).
+            ProtocolError: not a ConnectResponse (a server that refuses to open the session
+                answers with a bare ReplyHeader: try another server), or no handshake was
+                in progress.
         """
+        if self.phase not in _HANDSHAKING:
+            raise ProtocolError(f"handshake reply in phase {self.phase.value}")
         if len(payload) == 16:
-            # Not a ConnectResponse (36+ bytes) but a ReplyHeader: the server refused to
-            # create the session, e.g. NotReadOnly (-119) from a read-only server that has
-            # no local sessions (localSessionsEnabled=false).
+            # A ReplyHeader, not a ConnectResponse (36+ bytes): the server refused to create
+            # the session, e.g. NotReadOnly (-119) from a read-only server that has no local
+            # sessions (localSessionsEnabled=false).
             _xid, _zxid, err = _REPLY_HEADER.unpack_from(payload, 0)
             raise ProtocolError(
                 f"server refused the session: {type(error_for_code(err)).__name__} ({err})"
             )
         response = ConnectResponse.read(Reader(payload))
         self.last_recv = now
-        changes: list[ClientStateChange] = []
         if response.timeout_ms <= 0:
             # Our session is gone (expired, or unknown/wrong password). The server closes
             # the socket now; the next connection opens a new session.
-            confirmed_change = self._transition(SessionEvent.EXPIRED, confirmed=True)
-            if confirmed_change is not None and not self.lost_reported:
-                changes.append(confirmed_change)
-            self.lost_reported = True
-            self.presumed_lost = False
+            lost_id = self.session_id
             self._forget_session()
-            return HandshakeResult(changes, False, False, False, True)
-        if self.presumed_lost and response.session_id == self.session_id:
-            # We told the application this session was lost; keeping it would make that
-            # a lie. The caller closes it on the server and opens a new one.
-            return HandshakeResult(changes, False, False, False, True)
-        new_session = response.session_id != self.session_id
-        if new_session and self.session_id != 0 and not self.lost_reported:
+            self._fire(SessionEvent.EXPIRED, confirmed=True, lost_id=lost_id)
+            return HandshakeOutcome.EXPIRED
+        if response.session_id == self.session_id:
+            outcome = HandshakeOutcome.RESUMED
+        elif self.session_id == 0:
+            outcome = HandshakeOutcome.NEW_SESSION
+        else:
             # A server handed us another session while we asked to resume ours: LOST,
             # never a silent resume.
-            change = self._transition(SessionEvent.EXPIRED, confirmed=True)
-            if change is not None:
-                changes.append(change)
+            outcome = HandshakeOutcome.REPLACED
+        lost_id = self.session_id
+        if outcome is not HandshakeOutcome.RESUMED:
+            self._unreported_new_session = True
+        self._fire(outcome.value, confirmed=True, lost_id=lost_id)
         self.session_id = response.session_id
         self.password = response.password
         self.negotiated_timeout_ms = response.timeout_ms
-        self.connected = True
-        self.lost_reported = False
-        self.presumed_lost = False
-        event = SessionEvent.CONNECTED_READ_ONLY if response.read_only else SessionEvent.CONNECTED
-        change = self._transition(event, new_session=new_session)
-        if change is not None:
-            changes.append(change)
-        return HandshakeResult(changes, True, response.read_only, new_session, False)
+        self.read_only = response.read_only
+        return outcome
 
     def _forget_session(self) -> None:
         self.session_id = 0
         self.password = _EMPTY_PASSWORD
         self.negotiated_timeout_ms = 0
+        self._unreported_new_session = False
         # A new session must not carry a zxid from before: after a data wipe the server
         # refuses (closes without reply) any client whose lastZxidSeen is ahead of it.
         self.last_zxid = 0
 
-    def forget_presumed_session(self) -> None:
-        """After closing a presumed-lost session ourselves, start over with a new one."""
-        self.presumed_lost = False
-        self._forget_session()
-
     def prime(
         self, auth: Iterable[tuple[str, bytes]], watches: WatchRegistry[Any], now: float
     ) -> bytes:
-        """Frames to send right after a handshake: auth packets, then SetWatches batches."""
+        """Frames to send right after a handshake: auth packets, then SetWatches batches.
+
+        When there is nothing to restore the connection is live at once; otherwise it is
+        once the last of these is answered (see :meth:`receive`).
+
+        Raises:
+            ProtocolError: no handshake has just succeeded.
+        """
+        if self.phase not in _RESTORING:
+            raise ProtocolError(f"prime in phase {self.phase.value}")
         out = bytearray()
         for scheme, credentials in auth:
+            # An auth entry that does not fit was refused when it was added (add_auth).
             out += self._frame(XID_AUTH, Auth(scheme, credentials))
-            self._auth_pending += 1
-        for request in watches.set_watches_requests(self.last_zxid):
+            self._auth_pending.append(None)
+            self._restore_pending += 1
+        for request in watches.set_watches_requests(self.last_zxid, self.max_send):
             out += self._frame(XID_SET_WATCHES, request)
-            self._pending.append(_Pending(XID_SET_WATCHES, request, None))  # type: ignore[arg-type]
+            self._pending.append(_Pending(XID_SET_WATCHES, request, None))
+            self._restore_pending += 1
         if out:
             self.last_send = now
+        else:
+            self._restored()
         return bytes(out)
 
-    # --- requests ------------------------------------------------------------------
+    def _restored(self) -> None:
+        self._fire(
+            SessionEvent.RESTORED_READ_ONLY if self.read_only else SessionEvent.RESTORED
+        )
+
+    def _restore_step(self) -> None:
+        self._restore_pending -= 1
+        if self._restore_pending == 0 and self.phase in _RESTORING:
+            self._restored()
+
+    # --- requests --------------------------------------------------------------------
 
     def _next_xid(self) -> int:
         xid = self._xid + 1
@@ -374,91 +552,104 @@ class SessionMachine(Generic[T]):
         check_send_size(size, self.max_send)
         return _FRAME_HEADER.pack(size, xid, request.OPCODE) + body
 
-    def encode(self, request: Request) -> tuple[int, bytes]:
-        """Encode a request with a fresh xid, without queueing it (see :meth:`sent`).
-
-        Raises:
-            DataTooLargeError: the frame would exceed ``max_send``.
-        """
-        xid = self._next_xid()
-        return xid, self._frame(xid, request)
-
-    def sent(self, xid: int, request: Request, token: T, now: float) -> None:
-        """Record that an encoded request went out; its reply will carry ``token``."""
-        self._pending.append(_Pending(xid, request, token))
-        self.last_send = now
-
     def submit(self, request: Request, token: T, now: float) -> bytes:
-        """:meth:`encode` and :meth:`sent` in one step: the frame to send now.
+        """Queue ``request``: return the frame to send now; its reply will carry ``token``.
 
         Raises:
+            ConnectionLossError: not connected (nothing is queued).
             DataTooLargeError: the frame would exceed ``max_send`` (nothing is queued).
         """
-        xid = self._xid + 1
-        if xid > _MAX_XID:
-            xid = 1
-        self._xid = xid
+        if self.phase not in _LIVE:
+            raise ConnectionLossError(f"not connected (state {self._reported.value})")
         body = request.body()
         size = 8 + len(body)
         if size > self.max_send:
             check_send_size(size, self.max_send)
+        xid = self._xid + 1
+        if xid > _MAX_XID:
+            xid = 1
+        self._xid = xid
         self._pending.append(_Pending(xid, request, token))
         self.last_send = now
         return _FRAME_HEADER.pack(size, xid, request.OPCODE) + body
 
+    def auth_frame(self, scheme: str, credentials: bytes, token: T, now: float) -> bytes:
+        """An auth packet for a live connection; its :class:`AuthReply` carries ``token``.
+
+        Raises:
+            ConnectionLossError: not connected (nothing is queued).
+            DataTooLargeError: the credentials do not fit in one frame (nothing is queued).
+        """
+        if self.phase not in _LIVE:
+            raise ConnectionLossError(f"not connected (state {self._reported.value})")
+        frame = self._frame(XID_AUTH, Auth(scheme, credentials))
+        self._auth_pending.append(token)
+        self.last_send = now
+        return frame
+
     def close_session_frame(self, token: T, now: float) -> bytes:
+        """CloseSession, queued like a request (sent while closing, so not via submit)."""
         request = CloseSession()
-        xid, frame = self.encode(request)
-        self.sent(xid, request, token, now)
+        xid = self._next_xid()
+        frame = self._frame(xid, request)
+        self._pending.append(_Pending(xid, request, token))
+        self.last_send = now
         return frame
 
     @property
     def pending_count(self) -> int:
         return len(self._pending)
 
-    # --- replies -------------------------------------------------------------------
+    # --- replies ---------------------------------------------------------------------
 
     def receive(
         self, payload: bytes | memoryview, now: float
-    ) -> Reply[T] | Notification | AuthReply | PingReply:
+    ) -> Reply[T] | Notification | AuthReply[T] | PingReply | None:
         """Decode one server frame after the handshake.
 
+        Returns None for a frame that only moved the session on (a SetWatches reply).
+
         Raises:
-            ProtocolError: malformed frame, reply out of order, unexpected xid.
+            ProtocolError: malformed frame, reply out of order, unexpected xid. The request
+                it answered stays pending, so :meth:`connection_lost` fails it.
         """
         self.last_recv = now
         if len(payload) < 16:
             raise ProtocolError(f"reply frame of {len(payload)} bytes is shorter than a header")
         xid, zxid, err = _REPLY_HEADER.unpack_from(payload, 0)
-        if xid < 0:
-            if xid == XID_NOTIFICATION:
-                note: Notification = _new(Notification)
-                _note_event(note, read_watcher_event(Reader(payload, 16)))
-                _note_zxid(note, zxid)
-                return note
-            if xid == XID_PING:
-                if not self._pending or self._pending[0].xid != XID_PING:
-                    raise ProtocolError("ping reply out of order")
-                self._pending.popleft()
-                return _PING_REPLY
-            if xid == XID_AUTH:
-                if self._auth_pending <= 0:
-                    raise ProtocolError("auth reply without an auth request")
-                self._auth_pending -= 1
-                return AuthReply(err)
+        if xid == XID_NOTIFICATION:
+            note: Notification = _new(Notification)
+            _note_event(note, read_watcher_event(Reader(payload, 16)))
+            _note_zxid(note, zxid)
+            return note
+        if xid == XID_AUTH:
+            if not self._auth_pending:
+                raise ProtocolError("auth reply without an auth request")
+            token = self._auth_pending.popleft()
+            if token is None and err == 0:
+                self._restore_step()
+            return AuthReply(err, token)
         pending = self._pending
         if not pending:
             raise ProtocolError(f"reply with xid {xid} but no request is pending")
         head = pending[0]
         if head.xid != xid:
             raise ProtocolError(f"reply xid {xid} out of order (expected {head.xid})")
+        if xid == XID_PING:
+            pending.popleft()
+            return _PING_REPLY
+        request = head.request
+        result: Any = None
+        if err == 0 and xid != XID_SET_WATCHES:
+            # Decoded before the request leaves the FIFO: a body that does not decode
+            # raises with the request still pending, so the dropped connection fails it.
+            result = request.read_response(Reader(payload, 16))
         pending.popleft()
         if zxid > 0:
             self.last_zxid = zxid
-        result: Any = None
-        request = head.request
-        if err == 0:
-            result = request.read_response(Reader(payload, 16))
+        if xid == XID_SET_WATCHES:
+            self._restore_step()
+            return None
         # Reply is a frozen dataclass; set its slots directly (its __init__ costs ~1 µs).
         reply: Reply[T] = _new(Reply)
         _reply_token(reply, head.token)
@@ -468,42 +659,52 @@ class SessionMachine(Generic[T]):
         _reply_zxid(reply, zxid)
         return reply
 
-    # --- connection loss and expiry --------------------------------------------------
+    # --- connection loss and expiry ------------------------------------------------------
 
-    def connection_lost(self, *, closing: bool = False) -> tuple[list[T], list[ClientStateChange]]:
-        """The connection dropped: return the tokens of every in-flight request, and changes.
-
-        ``closing``: the user is closing the client; no SUSPENDED in between.
-        """
-        was_connected = self.connected and not closing
-        self.connected = False
-        self._auth_pending = 0
-        failed = [p.token for p in self._pending if p.xid not in (XID_SET_WATCHES, XID_PING)]
+    def _drop_pending(self) -> list[T]:
+        failed = [p.token for p in self._pending if p.token is not None]
+        failed.extend(t for t in self._auth_pending if t is not None)
         self._pending.clear()
-        changes: list[ClientStateChange] = []
-        if was_connected:
-            change = self._transition(SessionEvent.DISCONNECTED)
-            if change is not None:
-                changes.append(change)
-        return failed, changes
+        self._auth_pending.clear()
+        self._restore_pending = 0
+        return failed
 
-    def check_presumed_expired(self, now: float) -> ClientStateChange | None:
-        """While disconnected: LOST once no server has been heard for a session timeout."""
-        if self.connected or self.lost_reported or self.session_id == 0:
-            return None
+    def connection_lost(self) -> list[T]:
+        """The connection dropped (or never got past its handshake).
+
+        Returns the tokens of every request and auth packet in flight, to fail.
+        """
+        failed = self._drop_pending()
+        self._fire(SessionEvent.DISCONNECTED)
+        return failed
+
+    def check_presumed_expired(self, now: float) -> bool:
+        """While no connection is live: give the session up once no server has been heard
+        for a whole session timeout. True when it was given up (LOST is reported if the
+        application had been told about it; a connection still in its handshake or
+        restore must be dropped by the caller)."""
+        if self.session_id == 0 or self.phase in _LIVE or self.closing:
+            return False
         if now < self.presumed_expiry_at():
-            return None
-        change = self._transition(SessionEvent.PRESUMED_EXPIRED)
-        if change is not None:
-            self.lost_reported = True
-            self.presumed_lost = True
-            # A server whose zxid is behind ours (wiped, or restored from an old snapshot)
-            # refuses the resume by closing the socket, so no server would ever confirm
-            # the expiry. Zxid 0 is accepted by every server; the session is lost anyway.
-            self.last_zxid = 0
-        return change
+            return False
+        lost_id = self.session_id
+        self._stale.append((lost_id, self.password))
+        self._forget_session()
+        self._fire(SessionEvent.PRESUMED_EXPIRED, lost_id=lost_id)
+        return True
 
     def presumed_expiry_at(self) -> float:
-        """When :meth:`check_presumed_expired` could first report LOST."""
-        timeout = (self.negotiated_timeout_ms or self.requested_timeout_ms) / 1000.0
-        return self.last_recv + timeout
+        """When :meth:`check_presumed_expired` could first give the session up."""
+        return self.last_recv + self.session_timeout
+
+
+def attach_and_close_frames(session_id: int, password: bytes) -> bytes:
+    """A ConnectRequest attaching to ``session_id`` and a CloseSession, in one buffer.
+
+    Sent in one write, the server runs them in order once the session is attached, and the
+    session's owner gets no window to re-attach it in between.
+    """
+    payload = ConnectRequest(0, 0, 10_000, session_id, password, False).encode()
+    body = CloseSession().body()
+    return (struct.pack(">i", len(payload)) + payload
+            + _FRAME_HEADER.pack(8 + len(body), 1, CloseSession.OPCODE) + body)

@@ -120,31 +120,42 @@ class WatchRegistry(Generic[W]):
     def count(self) -> int:
         return sum(len(t) for t in self._tables.values())
 
-    def set_watches_requests(self, relative_zxid: int) -> list[Request]:
+    def set_watches_requests(
+        self, relative_zxid: int, max_frame: int | None = None
+    ) -> list[Request]:
         """Requests restoring every watch, batched under SET_WATCHES_MAX_BYTES of paths.
 
-        Uses SetWatches (101) when there are no persistent watches, so servers older than
-        3.6 keep working; SetWatches2 (105) otherwise.
+        Sizes are counted in encoded bytes (UTF-8 plus each string's 4-byte length), and a
+        batch also stays within ``max_frame`` (the largest frame the client may send), so
+        a batch never fails the send-size check. Uses SetWatches (101) when there are no
+        persistent watches, so servers older than 3.6 keep working; SetWatches2 (105)
+        otherwise.
         """
         kinds = list(WatchKind)
         pending = {k: self.paths(k) for k in kinds}
         has_persistent = bool(pending[WatchKind.PERSISTENT]) or bool(
             pending[WatchKind.PERSISTENT_RECURSIVE]
         )
+        limit = SET_WATCHES_MAX_BYTES
+        if max_frame is not None:
+            # header (xid, opcode), relativeZxid, and one vector length per table
+            limit = max(1, min(limit, max_frame - 8 - 8 - 4 * len(kinds)))
         requests: list[Request] = []
         while any(pending.values()):
             batch: dict[WatchKind, list[str]] = {k: [] for k in kinds}
             size = 0
+            full = False
             for k in kinds:
                 src = pending[k]
-                while src and size + len(src[-1]) <= SET_WATCHES_MAX_BYTES:
-                    p = src.pop()
-                    size += len(p)
-                    batch[k].append(p)
-                if src and size > 0:
-                    break
-                if src:  # a single path bigger than the limit: send it alone
+                while src:
+                    cost = len(src[-1].encode()) + 4
+                    if size + cost > limit and size > 0:
+                        full = True
+                        break
+                    # (a single path over the limit goes alone)
                     batch[k].append(src.pop())
+                    size += cost
+                if full:
                     break
             if has_persistent:
                 requests.append(

@@ -1,0 +1,170 @@
+"""The watch side of a client: who is subscribed, and what happens to them on session
+events (the engine's hooks), on close, and when a stream is abandoned.
+
+Streams (:mod:`zkwarden._aio.watch`) talk to this object, never to the client, so the
+import arrows run one way: engine <- subscriptions <- watch <- client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from .. import paths as _paths
+from ..errors import NoNodeError, ZooKeeperError
+from ..protocol import ops
+from ..protocol.ops import WatchKind
+from ..types import Stat, WatcherType
+from .engine import SessionEngine
+from .subscriber import Subscriber
+
+__all__ = ("Subscriptions",)
+
+log = logging.getLogger("zkwarden.watch")
+
+
+class Subscriptions:
+    """Every live watch subscriber of one client (implements the engine's hooks)."""
+
+    def __init__(self, engine: SessionEngine) -> None:
+        self.engine = engine
+        self.subscribers: set[Subscriber] = set()
+        # Removals of abandoned streams' watches: owned here, cancelled by aclose().
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_queued_events(self) -> int:
+        return self.engine.max_queued_events
+
+    # --- engine hooks --------------------------------------------------------------------
+
+    def session_lost(self, exc: ZooKeeperError) -> None:
+        """LOST was reported: every subscriber of the lost session ends with ``exc``.
+        (Streams created from now on belong to the next session.)"""
+        subscribers = list(self.subscribers)
+        self.subscribers.clear()
+        for sub in subscribers:
+            sub.end(exc)
+
+    def reconnected(self) -> None:
+        for sub in list(self.subscribers):
+            sub.reconnected()
+
+    def closed(self, exc: ZooKeeperError) -> None:
+        self.session_lost(exc)
+
+    async def aclose(self) -> None:
+        """Cancel and await the background removals (bounded)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            try:
+                async with asyncio.timeout(1.0):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            except TimeoutError:
+                log.warning("watch removals did not stop within 1s")
+
+    # --- for streams ---------------------------------------------------------------------
+
+    def server_path(self, path: str) -> str:
+        return _paths.add_chroot(self.engine.chroot, path)
+
+    def call(self, request: ops.Request, path: str, sub: Subscriber | None = None
+             ) -> Awaitable[Any]:
+        return self.engine.call(request, path, sub)
+
+    async def wait_connected(self) -> None:
+        """Wait for a live connection, at most the default wait.
+
+        Raises:
+            RequestTimeoutError, ClientClosedError, AuthFailedError.
+        """
+        await self.engine.wait_live(self.engine.default_wait())
+
+    async def exists_watched(self, path: str, sub: Subscriber) -> Stat | None:
+        """exists with a watch for ``sub`` (armed even when the node is absent).
+
+        Raises:
+            ConnectionLossError, SessionExpiredError, ClientClosedError, NoAuthError.
+        """
+        try:
+            stat: Stat = await self.engine.call(ops.Exists(self.server_path(path), True),
+                                                path, sub)
+        except NoNodeError:
+            return None
+        return stat
+
+    def register(self, sub: Subscriber) -> None:
+        """Raises:
+        ClientClosedError, ForkedClientError."""
+        self.engine.check_usable()
+        self.subscribers.add(sub)
+
+    def unregister(self, sub: Subscriber, kinds: Sequence[WatchKind]) -> bool:
+        """Forget a subscriber; True when it was the last persistent one of its kind/path."""
+        self.subscribers.discard(sub)
+        server_path = self.server_path(sub.path)
+        last = False
+        for kind in kinds:
+            if self.engine.watches.remove(kind, server_path, sub) and kind in (
+                WatchKind.PERSISTENT, WatchKind.PERSISTENT_RECURSIVE
+            ):
+                last = True
+        return last
+
+    def abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:
+        """A stream was garbage-collected without being closed (``break`` out of ``async
+        for``). Runs from a weakref finalizer, on whatever thread the collector runs and
+        possibly in the middle of a table update: so it only schedules the work on the
+        loop, which then updates the tables."""
+        loop = self.engine.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._abandon_on_loop, sub, persistent)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _abandon_on_loop(self, sub: Subscriber, persistent: WatchKind | None) -> None:
+        last = self.unregister(sub, [persistent] if persistent else list(WatchKind))
+        if persistent is None or not sub.armed or not last or self.engine.closing:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.remove_persistent_watch(sub.path, persistent)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def remove_persistent_watch(self, path: str, kind: WatchKind) -> None:
+        """Remove the session's persistent watch on ``path`` from the server. Never raises."""
+        if not self.engine.machine.can_send:
+            return  # not restored on reconnect any more either: it is out of the registry
+        watcher_type = (WatcherType.PERSISTENT_RECURSIVE
+                        if kind is WatchKind.PERSISTENT_RECURSIVE else WatcherType.PERSISTENT)
+        server_path = self.server_path(path)
+        try:
+            await self.engine.call(ops.RemoveWatches(server_path, int(watcher_type)), path)
+        except ZooKeeperError as exc:
+            # ZooKeeper < 3.9 knows only Children/Data/Any; Any would also drop the
+            # watches of other streams on this path, so use it only when there are none.
+            if self.has_other_watchers(path):
+                log.debug("persistent watch on %s left to the session: %s", path, exc)
+                return
+            try:
+                await self.engine.call(
+                    ops.RemoveWatches(server_path, int(WatcherType.ANY)), path
+                )
+            except ZooKeeperError as exc2:
+                log.debug("could not remove watch on %s: %s", path, exc2)
+
+    def has_other_watchers(self, path: str) -> bool:
+        # Any live stream on the path counts, armed or not: one whose re-arming read is in
+        # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
+        # would strip the watch it is about to get.
+        if any(s.path == path and not s.ended for s in self.subscribers):
+            return True
+        server_path = self.server_path(path)
+        return any(self.engine.watches.has(k, server_path) for k in WatchKind)
