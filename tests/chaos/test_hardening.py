@@ -159,14 +159,26 @@ async def test_d3_calls_after_a_presumed_expiry_raise_only_zkwarden_errors(
         log = StateLog().attach(zk)
         old = zk.session_id
         outage = time.monotonic()
-        chaos_proxy.blackhole()
+        # Discard: no ConnectRequest of an attempt given up during the outage reaches
+        # the server later.
+        chaos_proxy.blackhole(discard=True)
         await wait_for(log.reached(ClientState.LOST, outage), 10.0, "LOST (presumed)")
         calls: list[asyncio.Task[Any]] = []
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            calls.append(asyncio.create_task(asyncio.wait_for(zk.exists(path), 6.0)))
-            await asyncio.sleep(0.1)
+
+        async def call_for(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                calls.append(asyncio.create_task(asyncio.wait_for(zk.exists(path), 6.0)))
+                await asyncio.sleep(0.1)
+
+        await call_for(1.5)  # the server expires the session meanwhile
+        # The outage goes on, except that a server answers once: the client learns that
+        # its session expired (the ConnectResponse), then finds every connection refused.
+        chaos_proxy.drop_after_server_frames(1, then_refuse=True)
+        chaos_proxy.end_blackhole()
+        await call_for(2.5)
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert chaos_proxy.stats().dropped_after_frames == 1  # the outage did go on
         # TimeoutError (of our wait_for) would be a hang; AssertionError the old defect.
         wrong = [repr(o) for o in outcomes if isinstance(o, BaseException)
                  and not isinstance(o, (ConnectionLossError, SessionExpiredError))]
@@ -302,6 +314,25 @@ async def test_d7_slow_persistent_consumer_is_bounded_and_told(
         assert sum(1 for e in backlog if e.type is EventType.NONE) == 1, backlog[:5]
         await observer.set(path, b"after")
         assert (await _next_change(stream, 5.0)).type is EventType.NODE_DATA_CHANGED
+
+
+# --- D8 ----------------------------------------------------------------------------------
+
+
+async def test_d8_watch_denied_read_raises_noauth_then_stops(
+    chaos_proxy: FaultProxy, observer: AsyncClient, path: str
+) -> None:
+    await observer.create(path, b"secret", acl=[make_digest_acl("owner", "pw")])
+    async with started(chaos_proxy) as zk:
+        stream = zk.watch(path, "data")
+        with pytest.raises(NoAuthError):
+            await anext_within(stream, 5.0)
+        # Then the end, once and at once: not a wait on a watch that was never armed.
+        with pytest.raises(StopAsyncIteration):
+            await anext_within(stream, 2.0)
+        with pytest.raises(StopAsyncIteration):
+            await anext_within(stream, 2.0)
+        assert zk.state is ClientState.CONNECTED
 
 
 # --- suspected defects -------------------------------------------------------------------

@@ -342,7 +342,9 @@ def test_drop_after_server_frames_resets_the_next_connection(
     _assert_reset(late)  # ... then the reset
     assert fault_proxy.stats().dropped_after_frames == 2
     with pytest.raises(ConfigurationError):
-        fault_proxy.drop_after_server_frames(0)
+        fault_proxy.drop_after_server_frames(-1)
+    with pytest.raises(ConfigurationError):
+        fault_proxy.drop_after_server_frames(1, times=0)
 
 
 def test_drop_after_server_frames_for_new_sessions_only(
@@ -374,3 +376,41 @@ def test_pass_through_disarms_reply_faults(fault_proxy: FaultProxy, raw_zk, zk_p
     assert conn.create(zk_path) == 0
     assert _get_data(conn, zk_path)[3][:4] == struct.pack(">i", 0)
     assert conn.ping() == -2
+
+
+def test_drop_before_the_server_every_time_and_end_blackhole(
+    fault_proxy: FaultProxy, zk_server: ZooKeeperServer, raw_zk
+) -> None:
+    first = raw_zk(fault_proxy.host, fault_proxy.port)
+    hs = first.handshake()
+    first.close()
+    fault_proxy.blackhole()
+    fault_proxy.drop_after_server_frames(0, new_session=True, times=None)
+    fault_proxy.end_blackhole()  # lifts the blackhole only: the drop stays armed
+    before = zk_server.sessions()
+    for _ in range(3):  # every new-session request is reset before reaching the server
+        conn = raw_zk(fault_proxy.host, fault_proxy.port)
+        conn.sock.sendall(conn.connect_request())
+        conn.sock.settimeout(3)
+        with pytest.raises(ConnectionError):
+            if not conn.sock.recv(1):
+                raise ConnectionResetError("EOF instead of a reset")
+    assert not zk_server.sessions() - before
+    assert fault_proxy.stats().dropped_after_frames == 3
+    resume = raw_zk(fault_proxy.host, fault_proxy.port)  # resuming passes
+    payload = struct.pack(">iqiqi16sb", 0, 0, 4000, hs.session_id, 16, hs.password, 0)
+    resume.sock.sendall(struct.pack(">i", len(payload)) + payload)
+    assert resume.parse_connect_response(resume.read_frame()[4:]).session_id == hs.session_id
+    fault_proxy.pass_through()
+    assert raw_zk(fault_proxy.host, fault_proxy.port).handshake().session_id != 0
+
+
+def test_drop_then_refuse(fault_proxy: FaultProxy, raw_zk) -> None:
+    fault_proxy.drop_after_server_frames(1, then_refuse=True)
+    conn = raw_zk(fault_proxy.host, fault_proxy.port)
+    assert conn.handshake().session_id != 0
+    _assert_reset(conn)
+    with pytest.raises(ConnectionRefusedError):  # refusing from the moment of the drop
+        socket.create_connection((fault_proxy.host, fault_proxy.port), timeout=2).close()
+    fault_proxy.pass_through()
+    assert raw_zk(fault_proxy.host, fault_proxy.port).handshake().session_id != 0

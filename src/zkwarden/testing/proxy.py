@@ -99,6 +99,7 @@ class _Connection:
         self.upstream: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
+        self.refuse_after_drop = False
 
     def abort(self, *, rst: bool) -> None:
         """Close both sides now; with ``rst`` the peers get a TCP reset, not a FIN."""
@@ -190,8 +191,9 @@ class FaultProxy:
         self._refusing = False
         self._frame_fault: FrameFault | None = None
         self._body_fault = False
-        # (frames, new sessions only) of an armed drop_after_server_frames
-        self._drop_after: tuple[int, bool] | None = None
+        # (frames, new sessions only, times left or None, then refuse) of
+        # drop_after_server_frames
+        self._drop_after: tuple[int, bool, int | None, bool] | None = None
         self._bytes = {"upstream": 0, "downstream": 0}
         self._accepted = 0
         self._accept_then_closed = 0
@@ -436,25 +438,28 @@ class FaultProxy:
         if refuse == self._refusing:
             return
         if refuse:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
-            placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                placeholder.bind((self._host, self._port))
-            except OSError as exc:
-                _log.warning(
-                    "fault proxy: cannot reserve port %d while refusing: %s", self._port, exc
-                )
-            self._placeholder = placeholder
-            self._refusing = True
+            self._start_refusing()
             return
         if self._placeholder is not None:
             self._placeholder.close()
             self._placeholder = None
         await self._listen()
         self._refusing = False
+
+    def _start_refusing(self) -> None:
+        if self._refusing:
+            return
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            placeholder.bind((self._host, self._port))
+        except OSError as exc:
+            _log.warning("fault proxy: cannot reserve port %d while refusing: %s", self._port, exc)
+        self._placeholder = placeholder
+        self._refusing = True
 
     def accept_then_close(self, enabled: bool = True) -> None:
         """While ``enabled``, accept new connections and close them at once: the client's
@@ -508,23 +513,50 @@ class FaultProxy:
 
         self._call(apply)
 
-    def drop_after_server_frames(self, frames: int, *, new_session: bool = False) -> None:
+    def drop_after_server_frames(
+        self,
+        frames: int,
+        *,
+        new_session: bool = False,
+        times: int | None = 1,
+        then_refuse: bool = False,
+    ) -> None:
         """Reset (TCP RST, both sides) the next connection right after the server has sent
         it ``frames`` frames, the ConnectResponse being frame 1: ``1`` kills a connection
         between its handshake and the first reply, e.g. while the client restores its
-        watches or re-sends its auth.  The next connection is the next one to send a
+        watches or re-sends its auth; ``0`` resets it as soon as its ConnectRequest is
+        seen, before the server gets it.  The next connection is the next one to send a
         ConnectRequest; with ``new_session`` the next one asking for a new session
-        (session id 0), so reconnects of the current session pass.  One shot.
+        (session id 0), so reconnects of an existing session pass.  ``times`` connections
+        are dropped so (``None``: every one until :meth:`pass_through`).  With
+        ``then_refuse`` the proxy also starts refusing new connections (as
+        :meth:`refuse_connections`) at the moment of the drop, before the client can
+        connect again: e.g. a client learns that its session expired, then finds no server.
 
         Raises:
-            ConfigurationError: ``frames`` is below 1.
+            ConfigurationError: ``frames`` is negative or ``times`` below 1.
             ProxyError: the proxy is not running.
         """
-        if frames < 1:
-            raise ConfigurationError(f"frames must be >= 1, got {frames!r}")
+        if frames < 0:
+            raise ConfigurationError(f"frames must be >= 0, got {frames!r}")
+        if times is not None and times < 1:
+            raise ConfigurationError(f"times must be >= 1 or None, got {times!r}")
 
         def apply() -> None:
-            self._drop_after = (int(frames), new_session)
+            self._drop_after = (int(frames), new_session, times, then_refuse)
+
+        self._call(apply)
+
+    def end_blackhole(self) -> None:
+        """Lift :meth:`blackhole` alone (held bytes flow again), keeping every other fault.
+
+        Raises:
+            ProxyError: the proxy is not running.
+        """
+
+        def apply() -> None:
+            self._held, self._dropped = set(), set()
+            self._changed_now()
 
         self._call(apply)
 
@@ -534,12 +566,22 @@ class FaultProxy:
             return True
         return False
 
-    def _claim_drop(self, session_id: int) -> int | None:
+    def _claim_drop(self, session_id: int) -> tuple[int, bool] | None:
+        """(frames, then_refuse) for a connection asking for ``session_id``, if armed."""
         armed = self._drop_after
         if armed is None or (armed[1] and session_id != 0):
             return None
-        self._drop_after = None
-        return armed[0]
+        frames, new_session, times, then_refuse = armed
+        if times is not None:
+            left = (frames, new_session, times - 1, then_refuse) if times > 1 else None
+            self._drop_after = left
+        return frames, then_refuse
+
+    def _drop(self, conn: _Connection) -> None:
+        self._dropped_after_frames += 1
+        if conn.refuse_after_drop:
+            self._start_refusing()
+        conn.abort(rst=True)
 
     def _arm(self, fault: FrameFault) -> None:
         def apply() -> None:
@@ -701,12 +743,19 @@ class FaultProxy:
                         writer.write_eof()
                     return
                 if direction in self._dropped:
+                    if sniffer is not None:
+                        sniffer.done = True  # what follows is no longer the stream's start
                     continue
                 close_after = False
                 if sniffer is not None and not sniffer.done:
                     session_id = sniffer.feed(data)
-                    if session_id is not None:
-                        downstream_cutter.reset_after_frames = self._claim_drop(session_id)
+                    claimed = None if session_id is None else self._claim_drop(session_id)
+                    if claimed is not None:
+                        conn.refuse_after_drop = claimed[1]
+                        if claimed[0] == 0:
+                            self._drop(conn)
+                            return
+                        downstream_cutter.reset_after_frames = claimed[0]
                 if cutter is not None:
                     data, close_after = cutter.feed(data)
                 writer.write(data)
@@ -714,8 +763,7 @@ class FaultProxy:
                 if close_after:
                     await writer.drain()
                     if cutter is not None and cutter.reset:
-                        self._dropped_after_frames += 1
-                        conn.abort(rst=True)
+                        self._drop(conn)
                     else:
                         conn.close()
                     return
