@@ -14,6 +14,7 @@ from zkwarden.protocol.framing import FrameDecoder, check_send_size, frame
 from zkwarden.protocol.ops import SetData
 from zkwarden.protocol.session import SessionMachine
 
+from ._machine import connected
 from ._wire import hx
 
 
@@ -132,13 +133,15 @@ def test_check_send_size() -> None:
     assert framing.DEFAULT_MAX_SEND == 0xFFFFF
 
 
-def test_session_encode_enforces_send_limit_on_payload_length() -> None:
+def test_session_submit_enforces_send_limit_on_payload_length() -> None:
     # The server limit applies to the frame payload N (header + body, without the 4 length
     # bytes): 1,048,575 is accepted, 1,048,576 closes the connection.
-    m: SessionMachine[object] = SessionMachine(requested_timeout=10.0)
+    m: SessionMachine[object] = connected(10000)
     overhead = 8 + 4 + 2 + 4 + 4  # header, path "/a", data length, version
     fits = SetData("/a", bytes(0xFFFFF - overhead))
-    xid, out = m.encode(fits)
+    out = m.submit(fits, "fits", 0.0)
     assert len(out) == 4 + 0xFFFFF
+    assert m.pending_count == 1
     with pytest.raises(DataTooLargeError):
-        m.encode(SetData("/a", bytes(0xFFFFF - overhead + 1)))
+        m.submit(SetData("/a", bytes(0xFFFFF - overhead + 1)), "too large", 0.0)
+    assert m.pending_count == 1  # the refused request was not queued

@@ -19,6 +19,7 @@ from zkwarden.errors import ProtocolError
 from zkwarden.protocol import ops
 from zkwarden.protocol.framing import FrameDecoder
 from zkwarden.protocol.jute import Reader, decode_string
+from zkwarden.protocol.ops import WatchKind
 from zkwarden.protocol.records import (
     ConnectRequest,
     ConnectResponse,
@@ -201,18 +202,28 @@ HEADED = st.tuples(_XIDS, st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, 
 FRAMES = st.lists(st.one_of(ANY_BYTES, HEADED), min_size=1, max_size=8)
 
 
-def _connected_machine() -> SessionMachine[int]:
+def _restoring_machine() -> SessionMachine[int]:
+    """Handshake done, restore in flight: one auth (-4), one SetWatches (-8), a ping (-2)."""
     m: SessionMachine[int] = SessionMachine(requested_timeout=10.0)
     m.connect_request(0.0)
     m.handshake(struct.pack(">iiqi", 0, 10000, 0x1234, 16) + b"\x01" * 16 + b"\x00", 0.0)
     registry: WatchRegistry[object] = WatchRegistry()
-    from zkwarden.protocol.ops import WatchKind
-
     registry.add(WatchKind.DATA, "/w", object())
-    m.prime([("digest", b"u:p")], registry, 0.0)  # one auth (-4) and one SetWatches (-8)
+    m.prime([("digest", b"u:p")], registry, 0.0)
+    assert m.on_timer(10.0) is not None
+    return m
+
+
+def _live_machine() -> SessionMachine[int]:
+    """Live connection: every request of _PENDING in flight, then an auth and a ping."""
+    m: SessionMachine[int] = SessionMachine(requested_timeout=10.0)
+    m.connect_request(0.0)
+    m.handshake(struct.pack(">iiqi", 0, 10000, 0x1234, 16) + b"\x01" * 16 + b"\x00", 0.0)
+    m.prime([], WatchRegistry(), 0.0)
     for token, req in enumerate(_PENDING):
-        xid, _ = m.encode(req)
-        m.sent(xid, req, token, 0.0)
+        m.submit(req, token, 0.0)
+    m.auth_frame("digest", b"u:p", len(_PENDING), 0.0)
+    assert m.on_timer(10.0) is not None
     return m
 
 
@@ -222,21 +233,28 @@ def _connected_machine() -> SessionMachine[int]:
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(FRAMES)
-def test_session_receive_arbitrary(frames: list[bytes]) -> None:
-    m = _connected_machine()
+@given(st.sampled_from([_restoring_machine, _live_machine]), FRAMES)
+def test_session_receive_arbitrary(
+    make: Callable[[], SessionMachine[int]], frames: list[bytes]
+) -> None:
+    m = make()
     for i, payload in enumerate(frames):
         try:
-            m.receive(payload, 1.0 + i)
+            m.receive(payload, 11.0 + i)
         except ProtocolError:
             return  # the connection is dropped after a protocol error
 
 
 def test_headed_strategy_reaches_the_fifo_head() -> None:
-    # Sanity check of the fuzz setup: a well-formed reply for the head is accepted.
-    m = _connected_machine()
-    reply = m.receive(struct.pack(">iqi", -8, 5, 0), 1.0)  # the SetWatches reply first
-    assert getattr(reply, "token", "x") is None
+    # Sanity check of the fuzz setup: well-formed replies for the heads are accepted.
+    m = _restoring_machine()
+    assert m.receive(struct.pack(">iqi", -8, 5, 0), 11.0) is None  # the SetWatches reply
+    assert m.pending_count == 1  # the ping is left
+    live = _live_machine()
+    reply = live.receive(struct.pack(">iqi", 1, 5, -101), 11.0)  # GetData: NoNode
+    assert getattr(reply, "token", None) == 0
+    auth = live.receive(struct.pack(">iqi", -4, 0, 0), 11.0)  # auth overtakes the FIFO
+    assert getattr(auth, "token", None) == len(_PENDING)
 
 
 @FUZZ

@@ -7,6 +7,8 @@ encoder under test.
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from zkwarden.protocol import ops
@@ -22,6 +24,7 @@ from zkwarden.protocol.records import (
     write_stat,
 )
 from zkwarden.protocol.session import SessionMachine
+from zkwarden.protocol.watches import WatchRegistry
 from zkwarden.types import ACL, OPEN_ACL_UNSAFE, Id
 
 from ._golden import MULTI_END, OPEN_ACL, PATH_A, PATH_B, STAT, STAT_HEX
@@ -315,8 +318,9 @@ def test_connect_request_frame_resume() -> None:
     m: SessionMachine[object] = SessionMachine(requested_timeout=10.0, read_only_allowed=True)
     m.connect_request(now=0.0)
     m.handshake(_connect_response(), now=0.0)
-    xid, frame = m.encode(ops.Sync("/a"))
-    m.sent(xid, ops.Sync("/a"), "tok", now=0.0)
+    m.prime([], WatchRegistry(), now=0.0)
+    frame = m.submit(ops.Sync("/a"), "tok", now=0.0)
+    xid = struct.unpack_from(">i", frame, 4)[0]
     # ReplyHeader{xid, zxid=0x97, err=0} + SyncResponse "/a"
     m.receive(hx(f"{xid:08x} 0000000000000097 00000000 " + PATH_A), now=0.1)
     m.connection_lost()
@@ -332,12 +336,12 @@ def test_connect_request_frame_resume() -> None:
     )
 
 
-def test_get_data_frame_via_encode() -> None:
+def test_get_data_frame_via_submit() -> None:
     m: SessionMachine[object] = SessionMachine(requested_timeout=6.0)
     m.connect_request(now=0.0)
     m.handshake(_connect_response(), now=0.0)
-    xid, frame = m.encode(ops.GetData("/a", watch=True))
-    assert xid == 1
+    m.prime([], WatchRegistry(), now=0.0)
+    frame = m.submit(ops.GetData("/a", watch=True), "a", now=0.0)
     assert frame == hx(
         "0000000f"  # frame length 15 = 8 header + 7 body
         " 00000001"  # RequestHeader.xid 1
@@ -345,8 +349,7 @@ def test_get_data_frame_via_encode() -> None:
         " " + PATH_A  # GetDataRequest.path
         + " 01"  # watch
     )
-    xid2, frame2 = m.encode(ops.GetData("/b"))
-    assert xid2 == 2
+    frame2 = m.submit(ops.GetData("/b"), "b", now=0.0)
     assert frame2 == hx("0000000f 00000002 00000004 " + PATH_B + " 00")
 
 
@@ -369,8 +372,6 @@ def test_close_session_frame() -> None:
 
 
 def test_prime_auth_frame() -> None:
-    from zkwarden.protocol.watches import WatchRegistry
-
     m: SessionMachine[object] = SessionMachine(requested_timeout=6.0)
     m.connect_request(now=0.0)
     m.handshake(_connect_response(), now=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import pytest
@@ -109,7 +110,7 @@ def test_connect_response_without_read_only_byte() -> None:
 
 
 def test_connect_response_expired_means_timeout_zero() -> None:
-    from zkwarden.protocol.session import SessionMachine
+    from zkwarden.protocol.session import HandshakeOutcome, SessionMachine
 
     # timeOut 0, sessionId 0, 16 zero bytes, readOnly false: the session is gone.
     raw = hx("00000000 00000000 0000000000000000 00000010" + " 00" * 16 + " 00")
@@ -117,9 +118,10 @@ def test_connect_response_expired_means_timeout_zero() -> None:
     assert resp.timeout_ms == 0
     m: SessionMachine[object] = SessionMachine(requested_timeout=10.0)
     m.connect_request(0.0)
-    result = m.handshake(raw, 0.0)
-    assert result.expired is True
-    assert result.usable is False
+    outcome = m.handshake(raw, 0.0)
+    assert outcome is HandshakeOutcome.EXPIRED
+    assert outcome.usable is False
+    assert m.session_id == 0
 
 
 # --- per-operation responses ------------------------------------------------------------
@@ -174,13 +176,14 @@ def test_response_decoding(request_: ops.Request, body: str, expected: Any) -> N
 
 def test_add_watch_consumes_its_four_byte_body_in_a_frame() -> None:
     from zkwarden.protocol.session import SessionMachine
+    from zkwarden.protocol.watches import WatchRegistry
 
     m: SessionMachine[str] = SessionMachine(requested_timeout=6.0)
     m.connect_request(0.0)
     m.handshake(hx("00000000 00001770 0000000000000001 00000010" + " 00" * 16), 0.0)
+    m.prime([], WatchRegistry(), 0.0)
     req = ops.AddWatch("/a", 0)
-    xid, _ = m.encode(req)
-    m.sent(xid, req, "w", 0.0)
+    xid = struct.unpack_from(">i", m.submit(req, "w", 0.0), 4)[0]
     reply = m.receive(hx(f"{xid:08x} 0000000000000010 00000000 00000000"), 0.1)
     assert reply.token == "w" and reply.err == 0  # type: ignore[union-attr]
 

@@ -23,9 +23,9 @@ from zkwarden.protocol.records import (
     write_acl,
     write_stat,
 )
-from zkwarden.protocol.session import SessionMachine
 from zkwarden.types import ACL, Id, Stat
 
+from ._machine import connected
 from ._wire import SpecReader, decode_request, split_frames
 
 FAST = settings(max_examples=30, deadline=None, database=None)
@@ -148,9 +148,9 @@ def test_request_roundtrip_through_spec_decoder(name: str, data: st.DataObject) 
     body = req.body()
     assert decode_request(req.OPCODE, body) == expected_fields(req)
     # and as a whole frame: length prefix, RequestHeader, the same body
-    m: SessionMachine[object] = SessionMachine(requested_timeout=10.0, max_send=1 << 30)
-    xid, frame = m.encode(req)
-    assert split_frames(frame) == [(xid, req.OPCODE, body)]
+    m = connected(10000, max_send=1 << 30)
+    frame = m.submit(req, name, 0.0)
+    assert split_frames(frame) == [(1, req.OPCODE, body)]  # the first xid of a session
 
 
 # --- records with both write and read ---------------------------------------------------
