@@ -225,8 +225,9 @@ class Operations:
         """Authenticate this connection (and every later one) with ``scheme``.
 
         Raises:
-            AuthFailedError, RequestTimeoutError, ConnectionLossError, ClientClosedError,
-            ForkedClientError.
+            AuthFailedError, DataTooLargeError (credentials too large for one request),
+            ConfigurationError (not a str/bytes pair), RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
         """
         self._call(self._aio.add_auth(scheme, credentials), timeout, "add_auth")
 

@@ -316,6 +316,21 @@ class Client(Operations):
         """True once close() was called."""
         return self._closing
 
+    @property
+    def connect_string(self) -> str:
+        """The connect string the client was made with."""
+        return self._aio.connect_string
+
+    @property
+    def reconnects(self) -> int:
+        """Connections that reached CONNECTED or READ_ONLY."""
+        return self._aio.reconnects
+
+    @property
+    def connect_attempts(self) -> int:
+        """Connection attempts since start (for tests and metrics)."""
+        return self._aio.connect_attempts
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout: float | None = None, *, wait: bool = True) -> None:
