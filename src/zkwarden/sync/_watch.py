@@ -68,8 +68,13 @@ class WatchHandle:
         name = f"{kind} watch on {path}"
         if kind in ("data", "exists", "children"):
             self._channel = Channel(name, coalesce=True)
-        else:
+        elif kind in ("persistent", "persistent_recursive"):
             self._channel = Channel(name, limit=max_queued, overflow=self._overflow)
+        else:
+            # Another stream pumped through a handle (the blocking discovery cache's
+            # changes): its items are not WatchEvents, so no WatchEvent may replace them;
+            # bounding it needs that stream's own "re-read" item.
+            self._channel = Channel(name)
         self._cancelled = False
         #: The exception that ended the stream (None while it runs or after cancel()).
         self.error: Exception | None = None
