@@ -81,7 +81,8 @@ class Closer:
             if live:
                 closed_on_server = await engine.send_close_session()
             await engine.stop(reason)
-            stale = machine.take_stale_sessions()
+            stale = engine.stale_sessions + machine.take_stale_sessions()
+            engine.stale_sessions = []
             if session_id and not closed_on_server:
                 # Disconnected (or unanswered) with a session that may be alive: attach
                 # once more and close it, so its ephemerals do not outlive us.
@@ -120,7 +121,7 @@ class Closer:
         if forked_since(engine.pid) or engine.closed_on_server:
             return
         engine.closed_on_server = True
-        sessions = engine.machine.take_stale_sessions()
+        sessions = engine.stale_sessions + engine.machine.take_stale_sessions()
         if engine.machine.session_id:
             sessions.append((engine.machine.session_id, engine.machine.password))
         for session_id, password in sessions:

@@ -191,6 +191,8 @@ class SessionEngine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.fatal: ZooKeeperError | None = None
         self.closed_on_server = False
+        #: sessions given up as presumed expired, not yet closed on a server
+        self.stale_sessions: list[tuple[int, bytes]] = []
         self._listeners: list[Callable[[ClientStateChange], object]] = []
         self._state_streams: weakref.WeakSet[StateChangeStream] = weakref.WeakSet()
         # Replaced on every state change: whoever waits for "something changed" awaits the
@@ -370,13 +372,26 @@ class SessionEngine:
         return conn
 
     async def _close_stale_sessions(self, host: HostPort, timeout: float) -> None:
-        """Close sessions given up as presumed expired, so their ephemerals go now."""
-        for session_id, password in self.machine.take_stale_sessions():
+        """Close sessions given up as presumed expired, so their ephemerals go now.
+
+        Part of the connection attempt: while ``host`` cannot be reached the attempt fails
+        here (one connection per attempt, as the backoff counts them) and the sessions
+        wait for the next one.
+
+        Raises:
+            ConnectionLossError: ``host`` could not be reached.
+        """
+        self.stale_sessions.extend(self.machine.take_stale_sessions())
+        while self.stale_sessions:
+            session_id, password = self.stale_sessions[0]
             try:
                 await close_session_remote(host, session_id, password, timeout=timeout,
                                            tls=self.tls)
+            except ConnectionLossError:
+                raise
             except ZooKeeperError as exc:
                 log.info("could not close stale session 0x%x: %s", session_id, exc)
+            self.stale_sessions.pop(0)
 
     # --- connection events (Connection's owner) ------------------------------------------
 
