@@ -39,7 +39,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .._aio.client import AsyncClient
 from .._aio.engine import forked_since
@@ -54,11 +54,12 @@ from ..errors import (
 )
 from ..hosts import HostPort
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
-from ..types import ClientState, ClientStateChange, WatchEvent
+from ..types import ClientState, ClientStateChange
 from ._dispatch import Channel, Dispatcher
 from ._operations import Operations
 from ._portal import Portal
-from ._watch import DEFAULT_MAX_QUEUED, Stream, WatchHandle
+from ._watch import DEFAULT_MAX_QUEUED
+from ._watches import Watches
 
 __all__ = ("Client", "FOREVER")
 
@@ -97,7 +98,7 @@ def _forever(timeout: float | None) -> bool:
     return timeout is not None and math.isinf(timeout) and timeout > 0
 
 
-class Client(Operations):
+class Client(Operations, Watches):
     """A blocking ZooKeeper client: the :class:`~zkwarden.AsyncClient` API for threads.
 
     Takes the same arguments as AsyncClient, plus ``max_callback_threads`` (how many
@@ -541,116 +542,6 @@ class Client(Operations):
             # threads too. Not from here: close() waits for this very thread.
             threading.Thread(target=self.close, name=f"{self._name}-closer",
                              daemon=True).start()
-
-    # --- watches -------------------------------------------------------------------------
-
-    def watch(
-        self,
-        path: str,
-        kind: Literal["data", "exists", "children"] = "data",
-        callback: Callable[[WatchEvent], object] | None = None,
-        *,
-        on_error: Callable[[Exception], object] | None = None,
-        timeout: float | None = None,
-    ) -> WatchHandle:
-        """Call ``callback(event)`` for the state of ``path`` now and after every change.
-
-        The stream of :meth:`AsyncClient.watch` (one-shot watches re-armed in the same
-        read): the first event (type NONE) holds the current state (``data``/``stat``/
-        ``children``, or ``stat`` None while the node is absent), each later one the state
-        read when re-arming. Returns once the watch is armed, so any change made after it
-        returns is seen. Callbacks run on a dispatcher thread, one at a time and in order
-        for this watch; while one runs, later events coalesce into the newest (at most one
-        call waits, and it carries the latest state). When the stream ends
-        (SessionExpiredError, ClientClosedError, or an error re-arming it)
-        ``on_error(exc)`` is called once, or the end is logged at info level; after a
-        session expiry, call watch() again for the new session.
-
-        With the default ``timeout`` it waits for a connection at most the connection wait
-        (see the class doc), and then for the watch to be armed at most one more
-        connection wait plus the read timeout; ``timeout=FOREVER`` waits for a connection
-        as long as it takes. Whenever it raises, nothing stays subscribed.
-
-        Raises:
-            InvalidPathError, InvalidArgumentError (unknown kind, no callback),
-            NoAuthError, ConnectionLossError (no connection to arm it within the default
-            wait), RequestTimeoutError (not armed within ``timeout``),
-            SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        if callback is None or not callable(callback):
-            raise InvalidArgumentError("watch() needs a callback(event)")
-        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
-                             self._max_queued)
-        self._arm(handle, lambda: self._aio.watch(path, kind), timeout)
-        return handle
-
-    def add_watch(
-        self,
-        path: str,
-        callback: Callable[[WatchEvent], object],
-        *,
-        recursive: bool = True,
-        on_error: Callable[[Exception], object] | None = None,
-        timeout: float | None = None,
-    ) -> WatchHandle:
-        """A persistent (``recursive=False``) or persistent recursive watch (ZK >= 3.6)
-        calling ``callback(event)`` for every change.
-
-        The stream of :meth:`AsyncClient.add_watch`: an event of type NONE marks each time
-        the watch was (re-)armed (first at once; then after each reconnect, when changes
-        made meanwhile are not replayed: re-read what you keep). Returns once armed, within
-        the same bounds as :meth:`watch`. Callbacks and ``on_error`` run as for
-        :meth:`watch`, except that events are not coalesced: up to ``max_queued_events``
-        wait while the callback is busy, and past that bound they are dropped and one
-        event of type NONE is delivered instead (re-read, as after a reconnect).
-
-        Raises:
-            InvalidPathError, InvalidArgumentError (no callback), NoAuthError,
-            UnimplementedError (server < 3.6), ConnectionLossError (no connection to arm
-            it within the default wait), RequestTimeoutError (not armed within
-            ``timeout``), SessionExpiredError, ClientClosedError, ForkedClientError.
-        """
-        if not callable(callback):
-            raise InvalidArgumentError("add_watch() needs a callback(event)")
-        kind = "persistent_recursive" if recursive else "persistent"
-        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
-                             self._max_queued)
-        self._arm(handle, lambda: self._aio.add_watch(path, recursive=recursive), timeout)
-        return handle
-
-    def _arm(self, handle: WatchHandle, make_stream: Callable[[], Stream],
-             timeout: float | None) -> None:
-        what = f"{handle.kind} watch on {handle.path!r}"
-        # Connected first (so a stream is made for the session it will be armed on), then
-        # armed. The stream re-arms through connection loss without end (right for a
-        # subscription, wrong for a call), so the default also bounds the arming itself:
-        # one more connection wait plus a read timeout (2/3 of the session timeout).
-        bound = None
-        if timeout is None:
-            session = self._aio.negotiated_timeout or self._session_timeout
-            bound = self._connection_wait() + session * 2 / 3
-        try:
-            self._wait_for_connection(timeout, what)
-            self._run(self._subscribe(handle, make_stream, bound, what), timeout, what)
-        except BaseException:
-            # A timeout may cancel our wait just after the loop finished arming: the caller
-            # gets no handle, so nothing may stay subscribed.
-            if not (forked_since(self._pid)):
-                handle.cancel()
-            raise
-
-    async def _subscribe(self, handle: WatchHandle, make_stream: Callable[[], Stream],
-                         bound: float | None, what: str) -> None:
-        deadline = asyncio.timeout(bound)
-        try:
-            async with deadline:
-                await handle.subscribe(make_stream())
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # not ours
-            raise ConnectionLossError(
-                f"{what} not armed within {bound:.1f}s (state {self._aio.state.value})"
-            ) from None
 
     def __repr__(self) -> str:
         sid = f"0x{self.session_id:x}" if self.session_id else "none"
