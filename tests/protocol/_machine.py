@@ -8,6 +8,7 @@ from typing import Any
 from zkwarden.protocol import ops
 from zkwarden.protocol.session import SessionMachine
 from zkwarden.protocol.watches import WatchRegistry
+from zkwarden.types import ClientState
 
 SID = 0x0100000434530000
 OTHER_SID = 0x0200000000000007
@@ -51,13 +52,19 @@ def connected(
     read_only: bool = False,
     **kw: Any,
 ) -> SessionMachine[Any]:
-    """A machine whose first connection is live: connect_request -> handshake -> prime."""
+    """A machine whose first connection is live: connect_request -> handshake -> prime.
+
+    Its one state change (CONNECTED or READ_ONLY, new session) is checked and taken.
+    """
     m: SessionMachine[Any] = SessionMachine(requested_timeout=timeout_ms / 1000, **kw)
     m.connect_request(now)
     outcome = m.handshake(connect_response(timeout_ms, session_id, PW, read_only), now)
     assert outcome.usable
     assert m.prime([], WatchRegistry(), now) == b""  # nothing to restore: live at once
     assert m.can_send
+    reported = [(c.state, c.session_id, c.new_session) for c in m.take_changes()]
+    state = ClientState.READ_ONLY if read_only else ClientState.CONNECTED
+    assert reported == [(state, session_id, True)]
     return m
 
 
