@@ -30,18 +30,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..discovery import ServiceInstance
+from ..discovery import ServiceDiscovery, ServiceInstance
 from ..errors import ConfigurationError, NoInstancesError, ZooKeeperError
-from .config import parse_duration
-from .metrics import CONTENT_TYPE_LATEST
-from .views import ServiceView
-
-if TYPE_CHECKING:
-    from .runner import Agent
+from .config import AgentConfig, parse_duration
+from .logs import EventLog
+from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
+from .views import ServiceView, Views
 
 __all__ = ("ApiServer", "instance_json")
 
@@ -95,10 +93,43 @@ class _BadRequest(Exception):
     pass
 
 
+class ServedAgent(Protocol):
+    """What the API serves from: the parts of :class:`~zkwarden.agent.runner.Agent` it
+    reads. Described here because the agent owns the server (it imports this module)."""
+
+    @property
+    def config(self) -> AgentConfig: ...
+
+    @property
+    def metrics(self) -> AgentMetrics: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def views(self) -> Views: ...
+
+    @property
+    def discovery(self) -> ServiceDiscovery: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def connecting_first_time(self) -> bool: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def update_gauges(self) -> None: ...
+
+
 class ApiServer:
     """Serves the API of ``agent`` on one address."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: ServedAgent) -> None:
         self._agent = agent
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] = ("", 0)

@@ -16,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .._aio.watch import PersistentWatchStream, WatchStream
 from ..types import EventType, KeeperState, WatchEvent
 from ._dispatch import Channel, Dispatcher
-
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ("WatchHandle", "DEFAULT_MAX_QUEUED")
 
@@ -33,6 +30,17 @@ DEFAULT_MAX_QUEUED = 10_000
 log = logging.getLogger("zkwarden.sync")
 
 Stream = WatchStream | PersistentWatchStream
+
+
+class WatchOwner(Protocol):
+    """What a WatchHandle needs of the client it belongs to (the blocking Client):
+    described here so this module need not import the client, which imports it."""
+
+    def _check_fork(self) -> None: ...
+
+    def _portal_call_soon(self, fn: Callable[[], object]) -> None: ...
+
+    def _track(self, task: asyncio.Task[None]) -> None: ...
 
 
 class WatchHandle:
@@ -50,7 +58,7 @@ class WatchHandle:
 
     def __init__(
         self,
-        client: Client,
+        client: WatchOwner,
         dispatcher: Dispatcher,
         path: str,
         kind: str,

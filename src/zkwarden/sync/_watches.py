@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 from .._aio.client import AsyncClient
 from .._aio.engine import forked_since
@@ -18,9 +18,6 @@ from ..errors import ConnectionLossError, InvalidArgumentError
 from ..types import WatchEvent
 from ._dispatch import Dispatcher
 from ._watch import Stream, WatchHandle
-
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = ("Watches",)
 
@@ -43,6 +40,16 @@ class Watches:
         raise NotImplementedError  # provided by Client
 
     def _connection_wait(self) -> float:
+        raise NotImplementedError  # provided by Client
+
+    # What a WatchHandle needs of its client (the WatchOwner protocol).
+    def _check_fork(self) -> None:
+        raise NotImplementedError  # provided by Client
+
+    def _portal_call_soon(self, fn: Callable[[], object]) -> None:
+        raise NotImplementedError  # provided by Client
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         raise NotImplementedError  # provided by Client
 
     def watch(
@@ -80,7 +87,7 @@ class Watches:
         """
         if callback is None or not callable(callback):
             raise InvalidArgumentError("watch() needs a callback(event)")
-        handle = WatchHandle(cast("Client", self), self._dispatcher, path, kind, callback, on_error,
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
                              self._max_queued)
         self._arm(handle, lambda: self._aio.watch(path, kind), timeout)
         return handle
@@ -114,7 +121,7 @@ class Watches:
         if not callable(callback):
             raise InvalidArgumentError("add_watch() needs a callback(event)")
         kind = "persistent_recursive" if recursive else "persistent"
-        handle = WatchHandle(cast("Client", self), self._dispatcher, path, kind, callback, on_error,
+        handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
                              self._max_queued)
         self._arm(handle, lambda: self._aio.add_watch(path, recursive=recursive), timeout)
         return handle

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from .._aio.transaction import Transaction as _AsyncTransaction
 from ..types import ACL
 
-if TYPE_CHECKING:
-    from ._operations import Operations
-
 __all__ = ("Transaction",)
+
+T = TypeVar("T")
+
+
+class _Caller(Protocol):
+    """What a Transaction needs of its client (the blocking Client): run a coroutine on
+    the client's loop as an operation. Described here so this module need not import the
+    client, which imports it."""
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T: ...
 
 
 class Transaction:
@@ -23,7 +30,7 @@ class Transaction:
     path for create, Stat for set, True for delete and check.
     """
 
-    def __init__(self, client: Operations, inner: _AsyncTransaction) -> None:
+    def __init__(self, client: _Caller, inner: _AsyncTransaction) -> None:
         self._client = client
         # Building the operations is pure (validation and encoding): it runs in the
         # caller's thread; only commit() goes to the loop.
