@@ -62,7 +62,7 @@ async def test_backoff_schedule_cpu_and_log_volume(caplog: pytest.LogCaptureFixt
     port = _free_port()  # nothing listens there
     client = AsyncClient(f"127.0.0.1:{port}", session_timeout=4.0)
     seed = 1234
-    client._engine.rng = random.Random(seed)
+    client._supervisor.rng = random.Random(seed)
     caplog.set_level(logging.WARNING, logger="zkwarden")
     cpu0 = time.process_time()
     await client.start(wait=False)

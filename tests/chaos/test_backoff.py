@@ -32,10 +32,10 @@ async def test_accept_then_close_backoff_schedule(
     loop_errors = LoopErrors().install()
     session_timeout = 2.0
     client = AsyncClient(chaos_proxy.connect_string, session_timeout=session_timeout)
-    client._engine.rng = random.Random(SEED)
+    client._supervisor.rng = random.Random(SEED)
     starts: list[float] = []
     ends: list[float] = []
-    original_connect = client._engine._connect
+    original_connect = client._supervisor.connect
 
     async def traced_connect(host: HostPort) -> object:
         starts.append(time.monotonic())
@@ -44,12 +44,13 @@ async def test_accept_then_close_backoff_schedule(
         finally:
             ends.append(time.monotonic())
 
-    client._engine._connect = traced_connect  # type: ignore[method-assign,assignment]
+    client._supervisor.connect = traced_connect  # type: ignore[method-assign,assignment]
     states = StateLog().attach(client)
     await client.start()
     try:
         old_session = client.session_id
-        initial, maximum = client._engine.backoff.initial, client._engine.backoff.maximum
+        backoff = client._supervisor.backoff
+        initial, maximum = backoff.initial, backoff.maximum
         assert (initial, maximum) == (0.1, 10.0)
         negotiated = client.negotiated_timeout
         assert negotiated == session_timeout

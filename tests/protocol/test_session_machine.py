@@ -139,9 +139,10 @@ FIRE: dict[SessionEvent, Callable[[SessionMachine[Any]], object]] = {
 }
 
 # Listed (absorbed) pairs whose public call is refused by an earlier guard: a handshake
-# reply or prime() outside a handshake, presumed expiry while closing (see the test below).
-_GUARDED = {(P.CLOSING, e) for e in E if e not in (E.CONNECT, E.DISCONNECTED, E.CLOSE, E.CLOSED)}
-_GUARDED |= {(P.CLOSED, e) for e in E if e not in (E.CONNECT, E.DISCONNECTED, E.CLOSE, E.CLOSED)}
+# reply or prime() outside a handshake, presumed expiry or a new connection while closing
+# (see the test below).
+_GUARDED = {(P.CLOSING, e) for e in E if e not in (E.DISCONNECTED, E.CLOSE, E.CLOSED)}
+_GUARDED |= {(P.CLOSED, e) for e in E if e not in (E.DISCONNECTED, E.CLOSE, E.CLOSED)}
 LISTED = sorted((k for k in TRANSITIONS if k not in _GUARDED), key=lambda k: (k[0].value, k[1].value))
 
 
@@ -210,7 +211,8 @@ def test_closing_and_closed_absorb_every_event(phase: Phase) -> None:
         assert (nxt, report) == (expect, expect is not phase)
     m = reach(phase)
     state = m.state
-    m.connect_request(NOW)
+    with pytest.raises(ProtocolError):
+        m.connect_request(NOW)
     m.connection_lost()
     m.begin_close()
     assert m.check_presumed_expired(FAR) is False

@@ -123,7 +123,7 @@ class Driver:
             except ProtocolError:
                 pass  # a connection is already open: refused, nothing changed
         elif kind == "connection":
-            if m.closing or m.phase.value in ("connecting", "suspended", "lost"):
+            if m.phase.value in ("connecting", "suspended", "lost"):
                 m.connect_request(self.now)
                 if self.handshake(action[1], action[2]):
                     self.prime(*action[3])

@@ -41,10 +41,12 @@ from ..types import (
     WatcherType,
 )
 from .closer import Closer
-from .engine import SessionEngine, auth_bytes
+from .engine import SessionEngine
+from .options import auth_bytes
 from .retry import Backoff
 from .states import StateChangeStream
 from .subscriptions import Subscriptions
+from .supervisor import Supervisor
 from .transaction import Transaction
 from .watch import PersistentWatchStream, WatchStream
 
@@ -84,13 +86,14 @@ class AsyncClient:
     ) -> None:
         self._engine = SessionEngine(
             hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
-            auth=auth, tls=tls, read_only=read_only, backoff=backoff,
+            auth=auth, tls=tls, read_only=read_only,
             request_timeout=request_timeout, max_request_size=max_request_size,
             max_response_size=max_response_size, randomize_hosts=randomize_hosts,
             max_queued_events=max_queued_events,
         )
         self._subs = Subscriptions(self._engine)
         self._closer = Closer(self._engine, self._subs)
+        self._supervisor = Supervisor(self._engine, backoff)
         self._engine.hooks = self._subs
         self._engine.on_fatal = self._closer.begin
 
@@ -150,7 +153,7 @@ class AsyncClient:
     @property
     def connect_attempts(self) -> int:
         """Connection attempts since start (for tests and metrics)."""
-        return self._engine.connect_attempts
+        return self._supervisor.connect_attempts
 
     @property
     def reconnects(self) -> int:
@@ -175,7 +178,7 @@ class AsyncClient:
         engine = self._engine
         engine.check_usable()
         if not engine.started:
-            engine.start()
+            engine.start(self._supervisor.run)
             self._closer.started()
         if not wait:
             return

@@ -14,7 +14,8 @@ import logging
 import weakref
 
 from ..errors import ClientClosedError, ZooKeeperError
-from .engine import SessionEngine, forked_since
+from .engine import SessionEngine
+from .options import forked_since
 from .remote import close_session_remote
 from .subscriptions import Subscriptions
 from .transport import close_session_blocking

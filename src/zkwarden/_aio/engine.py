@@ -20,7 +20,7 @@ import os
 import random
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from .. import paths as _paths
@@ -52,8 +52,7 @@ from ..protocol.watches import WatchRegistry
 from ..types import ClientState, ClientStateChange, EventType, KeeperState, WatchEvent
 from . import transport as _transport
 from .connection import Connection
-from .remote import close_session_remote
-from .retry import Backoff, backoff_delay
+from .options import auth_bytes, forked_since
 from .states import StateChangeStream
 from .subscriber import Subscriber
 
@@ -93,39 +92,6 @@ def _watch_event(etype: EventType, state: KeeperState, path: str, zxid: int) -> 
     return event
 
 
-_forked = False
-
-
-def _after_fork_in_child() -> None:
-    global _forked
-    _forked = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def forked_since(pid: int) -> bool:
-    """True in a child process forked after ``pid`` created a client (the flag saves a
-    getpid() per call in the common, unforked case)."""
-    return _forked and pid != os.getpid()
-
-
-def auth_bytes(auth: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, bytes]]:
-    """Normalize ``[(scheme, credentials)]``.
-
-    Raises:
-        ConfigurationError: an entry is not a (str, str | bytes) pair.
-    """
-    result: list[tuple[str, bytes]] = []
-    for item in auth or ():
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-                and isinstance(item[1], (str, bytes, bytearray))):
-            raise ConfigurationError("auth entries are (scheme, credentials) pairs of str/bytes")
-        scheme, cred = item
-        result.append((scheme, cred.encode() if isinstance(cred, str) else bytes(cred)))
-    return result
-
-
 class EngineHooks(Protocol):
     """What the engine tells the watch side (see :mod:`zkwarden._aio.subscriptions`)."""
 
@@ -147,7 +113,6 @@ class SessionEngine:
         auth: Sequence[tuple[str, str | bytes]] | None,
         tls: ssl.SSLContext | bool | None,
         read_only: bool,
-        backoff: Backoff | None,
         request_timeout: float | None,
         max_request_size: int = DEFAULT_MAX_SEND,
         max_response_size: int = DEFAULT_MAX_RECEIVE,
@@ -174,7 +139,6 @@ class SessionEngine:
         if tls is True:
             tls = ssl.create_default_context()
         self.tls: ssl.SSLContext | None = tls or None
-        self.backoff = backoff or Backoff()
         self._request_timeout = request_timeout
         self._max_response = max_response_size
         self.max_queued_events = max_queued_events
@@ -200,12 +164,8 @@ class SessionEngine:
         self._changed: asyncio.Event | None = None
         self._restore_waiter: asyncio.Future[None] | None = None
         self._presumed_timer: asyncio.TimerHandle | None = None
-        self.rng = random.Random()
         self._warn = RateLimitedLog(log)
-        self._host_index = 0
         self.pid = os.getpid()
-        #: connection attempts since the client started (for tests and metrics)
-        self.connect_attempts = 0
         #: connections that reached CONNECTED/READ_ONLY
         self.reconnects = 0
 
@@ -215,13 +175,21 @@ class SessionEngine:
     def started(self) -> bool:
         return self.loop is not None
 
-    def start(self) -> None:
-        """Start the supervisor on the running loop (idempotent)."""
+    def start(self, supervise: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start the reconnect supervisor on the running loop (idempotent); the engine owns
+        its task and cancels it in :meth:`stop`."""
         if self.loop is not None:
             return
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        self.supervisor = self.loop.create_task(self._supervise(), name="zkwarden-supervisor")
+        self.supervisor = self.loop.create_task(supervise(), name="zkwarden-supervisor")
+
+    def fail(self, exc: ZooKeeperError) -> None:
+        """The client cannot go on (rejected credentials): waiters get ``exc``; it closes."""
+        self.fatal = exc
+        self.notify()
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
 
     @property
     def state(self) -> ClientState:
@@ -250,75 +218,16 @@ class SessionEngine:
         if self.machine.closing:
             raise ClientClosedError("client is closed")
 
-    # --- supervisor ----------------------------------------------------------------------
+    # --- one connection ------------------------------------------------------------------
 
-    def _next_host(self) -> HostPort:
-        host = self.hosts[self._host_index % len(self.hosts)]
-        self._host_index += 1
-        return host
-
-    def _backoff_cap(self) -> float:
-        # While the session may still be alive, retry often enough to resume it within its
-        # timeout; once it is lost, the full ceiling protects the servers.
-        if self.machine.session_id and self.machine.state is not ClientState.LOST:
-            return min(self.backoff.maximum,
-                       max(self.machine.session_timeout / 3, self.backoff.initial))
-        return self.backoff.maximum
-
-    async def _supervise(self) -> None:
-        attempt = 0
-        loop = asyncio.get_running_loop()
-        while not self.machine.closing:
-            delay = backoff_delay(attempt, self.backoff.initial, self._backoff_cap(), self.rng)
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if self.machine.closing:
-                    return
-            host = self._next_host()
-            self.connect_attempts += 1
-            try:
-                conn = await self._connect(host)
-            except AuthFailedError as exc:
-                self.fatal = exc
-                log.error("authentication failed on %s: %s; closing the client", host, exc)
-                self.notify()
-                if self.on_fatal is not None:
-                    self.on_fatal(exc)
-                return
-            except (ZooKeeperError, OSError) as exc:
-                # ProtocolError included: a garbled handshake reply; that connection is
-                # dropped, the next attempt starts afresh.
-                attempt += 1
-                self._warn.log(logging.WARNING, "connect", "cannot connect to %s: %s "
-                               "(attempt %d)", host, exc, attempt)
-                continue
-            except Exception:
-                # A bug must not kill the supervisor: that would leave the client
-                # disconnected for good with nobody saying so.
-                attempt += 1
-                log.exception("unexpected error while connecting to %s", host)
-                self._drop_current(ConnectionLossError("internal error"))
-                continue
-            if conn is None:  # the server confirmed our session expired: new session now
-                attempt = 0
-                continue
-            up_since = loop.time()
-            await asyncio.shield(conn.closed)
-            if loop.time() - up_since >= self.machine.read_timeout:
-                attempt = 0
-                self._warn.reset("connect")
-            else:
-                attempt += 1
-
-    async def _connect(self, host: HostPort) -> Connection | None:
+    async def establish(self, host: HostPort, timeout: float) -> Connection | None:
         """Open, handshake and restore one connection. None when the old session expired.
 
         Raises:
-            ConnectionLossError, ProtocolError, AuthFailedError, DataTooLargeError.
+            ConnectionLossError, ProtocolError, AuthFailedError, DataTooLargeError,
+            ClientClosedError.
         """
         loop = asyncio.get_running_loop()
-        timeout = self.per_host_timeout()
-        await self._close_stale_sessions(host, timeout)
         transport, conn = await _transport.open_connection(
             host, lambda: Connection(self, host, self._max_response), timeout=timeout,
             tls=self.tls,
@@ -370,28 +279,6 @@ class SessionEngine:
             self.machine.negotiated_timeout or 0.0,
         )
         return conn
-
-    async def _close_stale_sessions(self, host: HostPort, timeout: float) -> None:
-        """Close sessions given up as presumed expired, so their ephemerals go now.
-
-        Part of the connection attempt: while ``host`` cannot be reached the attempt fails
-        here (one connection per attempt, as the backoff counts them) and the sessions
-        wait for the next one.
-
-        Raises:
-            ConnectionLossError: ``host`` could not be reached.
-        """
-        self.stale_sessions.extend(self.machine.take_stale_sessions())
-        while self.stale_sessions:
-            session_id, password = self.stale_sessions[0]
-            try:
-                await close_session_remote(host, session_id, password, timeout=timeout,
-                                           tls=self.tls)
-            except ConnectionLossError:
-                raise
-            except ZooKeeperError as exc:
-                log.info("could not close stale session 0x%x: %s", session_id, exc)
-            self.stale_sessions.pop(0)
 
     # --- connection events (Connection's owner) ------------------------------------------
 
@@ -506,7 +393,7 @@ class SessionEngine:
             self._arm_presumed_timer()
         conn.abort(reason)
 
-    def _drop_current(self, reason: BaseException) -> None:
+    def drop_current(self, reason: BaseException) -> None:
         if self.conn is not None:
             self.drop(self.conn, reason)
 
@@ -532,7 +419,7 @@ class SessionEngine:
             self._warn.log(logging.WARNING, "lost", "no server for a whole session timeout: "
                            "session presumed expired")
             # A handshake or restore still in flight would resume the given-up session.
-            self._drop_current(ConnectionLossError("session presumed expired"))
+            self.drop_current(ConnectionLossError("session presumed expired"))
             self._flush_changes()
         self._arm_presumed_timer()
 
@@ -711,7 +598,7 @@ class SessionEngine:
                     await asyncio.gather(supervisor, return_exceptions=True)
             except TimeoutError:
                 log.warning("reconnect supervisor did not stop within 2s")
-        self._drop_current(reason)
+        self.drop_current(reason)
         self.cancel_presumed_timer()
 
     def finish_close(self, reason: ZooKeeperError) -> None:

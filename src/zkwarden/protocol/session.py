@@ -374,7 +374,13 @@ class SessionMachine(Generic[T]):
         self._fire(SessionEvent.CLOSE)
 
     def finish_close(self) -> list[T]:
-        """The close is done: CLOSED. Returns the tokens of requests still pending."""
+        """The close is done: CLOSED. Returns the tokens of requests still pending.
+
+        Raises:
+            ProtocolError: :meth:`begin_close` was not called first.
+        """
+        if not self.closing:
+            raise ProtocolError(f"finish_close in phase {self.phase.value}")
         failed = self._drop_pending()
         self._fire(SessionEvent.CLOSED)
         return failed
@@ -426,6 +432,8 @@ class SessionMachine(Generic[T]):
         Raises:
             ProtocolError: a connection is already open or the client is closing.
         """
+        if self.closing:
+            raise ProtocolError("no new connection once closing")
         self._fire(SessionEvent.CONNECT)
         self.last_send = now
         # last_recv is left alone: a TCP connect (even one a proxy accepts) is not hearing
@@ -463,6 +471,8 @@ class SessionMachine(Generic[T]):
                 f"server refused the session: {type(error_for_code(err)).__name__} ({err})"
             )
         response = ConnectResponse.read(Reader(payload))
+        if response.timeout_ms > 0 and response.session_id == 0:
+            raise ProtocolError("server granted a session timeout but no session id")
         self.last_recv = now
         if response.timeout_ms <= 0:
             # Our session is gone (expired, or unknown/wrong password). The server closes

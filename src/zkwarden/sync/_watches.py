@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from .._aio.client import AsyncClient
-from .._aio.engine import forked_since
+from .._aio.options import forked_since
 from ..errors import ConnectionLossError, InvalidArgumentError
 from ..types import WatchEvent
 from ._dispatch import Dispatcher

@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .._aio.client import AsyncClient
-from .._aio.engine import forked_since
+from .._aio.options import forked_since
 from .._aio.retry import Backoff
 from ..errors import (
     ClientClosedError,
