@@ -96,3 +96,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: deps $(BENCH_STAMP)
 	@uptime
 	$(VPY) -m bench $(BENCH_ARGS)
+
+# The deterministic simulation (tests/sim): the default test run does the exhaustive
+# fault-point sweep plus 2,000 random schedules; `make sim` searches longer.
+# SIM_ARGS is passed on (e.g. --sim-first-seed=100000, or --sim-seed=N to replay one).
+SIM_SCHEDULES ?= 20000
+SIM_ARGS ?=
+.PHONY: sim
+sim: deps
+	$(VPY) -m pytest tests/sim -q -p no:randomly --sim-schedules=$(SIM_SCHEDULES) $(SIM_ARGS)

@@ -33,14 +33,27 @@ class SimDeadlockError(RuntimeError):
 class _VirtualSelector(selectors.DefaultSelector):
     """A real selector (the loop's self-pipe lives in it) that never blocks."""
 
+    #: loop iterations at one instant of virtual time that count as a busy loop
+    SPIN_LIMIT = 200_000
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = 0.0
+        self._spins = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
         if ready or timeout == 0:
+            # Time stands still while handles are ready: a program that keeps rescheduling
+            # itself at the same instant would spin a real CPU forever.
+            self._spins += 1
+            if self._spins > self.SPIN_LIMIT:
+                raise SimDeadlockError(
+                    f"busy loop: {self.SPIN_LIMIT} loop iterations at t={self.clock:.3f} "
+                    "without time advancing"
+                )
             return ready
+        self._spins = 0
         if timeout is None:
             # No handle ready and no timer: nothing can ever happen again.
             raise SimDeadlockError("virtual-time loop is idle with no timer scheduled")

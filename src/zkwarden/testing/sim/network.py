@@ -41,7 +41,7 @@ class _Direction:
     def __init__(self) -> None:
         self.ready_at = 0.0
         self.blackholed = False
-        self.held: list[tuple[bytes, bool]] | None = None
+        self.held: list[tuple[bytes, bytes]] | None = None
         self.release: asyncio.TimerHandle | None = None
 
 
@@ -116,8 +116,13 @@ class SimConnection:
 
     def send(self, payload: bytes) -> None:
         """The server sends one frame (``payload`` without its length prefix)."""
-        if self.server_open:
-            self._send(self.s2c, payload, to_server=False)
+        if not self.server_open:
+            return
+        bulk = self.net._bulk
+        if bulk is not None:
+            bulk.setdefault(self, []).append(payload)
+            return
+        self._send(self.s2c, payload, to_server=False)
 
     def close(self) -> None:
         """The server closes: the client gets what was sent, then EOF."""
@@ -150,7 +155,10 @@ class SimConnection:
 
     # --- the wire ----------------------------------------------------------------------
 
-    def _send(self, d: _Direction, frame: bytes, *, to_server: bool) -> None:
+    def _send(self, d: _Direction, frame: bytes, *, to_server: bool,
+              more: list[bytes] | None = None) -> None:
+        # ``more``: frames that travel in the same segment behind ``frame`` (a burst the
+        # server wrote at once); the fault applies to the segment as a whole.
         net = self.net
         first = (self.frames_to_server if to_server else self.frames_to_client) == 0
         if to_server:
@@ -198,10 +206,11 @@ class SimConnection:
             elif kind is FaultKind.ACCEPT_CLOSE:
                 self._server_gives_up()
                 return
+        tail = b"".join(_LEN.pack(len(f)) + f for f in more) if more else b""
         if d.held is not None:
-            d.held.append((frame, False))
+            d.held.append((frame, tail))
             return
-        self._schedule(d, frame, to_server, extra=extra)
+        self._schedule(d, frame, to_server, extra=extra, tail=tail)
 
     def _server_gives_up(self) -> None:
         # The server side closes (the model hears of it too, as of any closed socket).
@@ -230,14 +239,14 @@ class SimConnection:
 
     def _schedule(
         self, d: _Direction, frame: bytes, to_server: bool, *, extra: float = 0.0,
-        truncated: bool = False,
+        truncated: bool = False, tail: bytes = b"",
     ) -> None:
         loop = self.net.loop
         # Strictly increasing per direction: timers due at the same instant have no
         # defined order, and TCP never reorders.
         at = max(loop.time() + self.net.latency + extra, d.ready_at + 1e-6)
         d.ready_at = at
-        data = _LEN.pack(len(frame)) + frame
+        data = _LEN.pack(len(frame)) + frame + tail
         if truncated:
             data = data[: max(1, len(data) // 2)]
         if to_server:
@@ -250,8 +259,8 @@ class SimConnection:
         if d.release is not None:
             d.release.cancel()
             d.release = None
-        for frame, _ in held or ():
-            self._schedule(d, frame, to_server)
+        for frame, tail in held or ():
+            self._schedule(d, frame, to_server, tail=tail)
 
     def _to_client(self, data: bytes) -> None:
         if self.open:
@@ -329,6 +338,8 @@ class SimNetwork:
     ) -> None:
         self.loop = loop
         self.server = server
+        if hasattr(server, "network"):
+            server.network = self
         self.plan = plan if plan is not None else FaultPlan()
         self.latency = latency
         self.index = 0  # frames and connects seen so far
@@ -339,6 +350,19 @@ class SimNetwork:
         self.fired: list[tuple[int, float, str, Fault]] = []
         #: called with (index, where, frame) for every frame (tests may watch the wire)
         self.observers: list[Callable[[int, str, bytes], None]] = []
+        self._bulk: dict[SimConnection, list[bytes]] | None = None
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Frames the server sends inside the block go out as one segment per connection
+        (one frame index, one delivery): a burst of 10,000 notifications costs one step."""
+        self._bulk = {}
+        try:
+            yield
+        finally:
+            bulk, self._bulk = self._bulk, None
+            for conn, frames in bulk.items():
+                conn._send(conn.s2c, frames[0], to_server=False, more=frames[1:])
 
     def next_fault(self, where: str, frame: bytes = b"") -> Fault | None:
         index = self.index
@@ -356,6 +380,10 @@ class SimNetwork:
 
     def hang_for(self, seconds: float) -> None:
         self.hang_until = max(self.hang_until, self.loop.time() + seconds)
+
+    def fired_since(self, when: float) -> bool:
+        """True when a fault was applied at or after virtual time ``when``."""
+        return any(t >= when for _, t, _, _ in self.fired)
 
     def in_outage(self) -> bool:
         now = self.loop.time()

@@ -13,6 +13,7 @@ fired. Layouts follow ``reference/zk_protocol.md`` sections 2-9.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import struct
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from ...errors import ProtocolError
 from ...protocol.jute import Reader, Writer
 from ...protocol.records import ConnectRequest, ConnectResponse, read_acl
 from ...types import ACL, Id, Perms
-from .network import SimConnection
+from .network import SimConnection, SimNetwork
 
 __all__ = ("ModelServer", "Node", "Session")
 
@@ -107,6 +108,8 @@ class ModelServer:
         #: opcodes before which a session is expired (one-shot hooks; see expire_when)
         self._expire_on: set[int] = set()
         self.requests_seen: list[tuple[int, int]] = []  # (session id, opcode)
+        #: the network in front of the model (set by SimNetwork), for bursts
+        self.network: SimNetwork | None = None
         self._ticker = loop.call_at(loop.time() + tick, self._on_tick)
 
     # --- direct access for tests ---------------------------------------------------------
@@ -147,7 +150,13 @@ class ModelServer:
         return True
 
     def write(self, op: str, path: str, data: bytes = b"", *, count: int = 1) -> None:
-        """Another client's write ("create", "set", "delete"), applied at once."""
+        """Another client's write ("create", "set", "delete"), applied at once (``count``
+        times: the notifications of the burst reach each connection in one segment)."""
+        bulk = getattr(self, "network", None)
+        with bulk.bulk() if bulk is not None and count > 1 else contextlib.nullcontext():
+            self._write(op, path, data, count)
+
+    def _write(self, op: str, path: str, data: bytes, count: int) -> None:
         for _ in range(count):
             if op == "create" and path not in self.nodes and _parent(path) in self.nodes:
                 self._create(path, data, list(OPEN_ACL), 0)
