@@ -163,6 +163,7 @@ class SessionEngine:
         # current one (a plain Event would need clearing, racing its waiters).
         self._changed: asyncio.Event | None = None
         self._restore_waiter: asyncio.Future[None] | None = None
+        self._handshaking: Connection | None = None
         self._presumed_timer: asyncio.TimerHandle | None = None
         self._warn = RateLimitedLog(log)
         self.pid = os.getpid()
@@ -238,7 +239,11 @@ class SessionEngine:
         self.conn = conn
         try:
             transport.write(self.machine.connect_request(loop.time()))
-            payload = await conn.first_frame(timeout)
+            self._handshaking = conn
+            try:
+                payload = await conn.first_frame(timeout)
+            finally:
+                self._handshaking = None
             if conn is not self.conn:
                 raise ConnectionLossError(f"connection to {host} lost during the handshake")
             outcome = self.machine.handshake(payload, loop.time())
@@ -537,25 +542,28 @@ class SessionEngine:
     async def _call_when_live(
         self, request: ops.Request, path: str, watcher: Subscriber | None
     ) -> Any:
-        self.check_usable()
-        epoch = self.machine.epoch
-        while True:
-            try:
-                await self.wait_live(self.default_wait(), epoch=epoch)
-            except RequestTimeoutError as exc:
-                raise ConnectionLossError(str(exc)) from None
-            conn, loop = self.conn, self.loop
-            if conn is not None and loop is not None and self.machine.can_send:
-                fut: asyncio.Future[Any] = loop.create_future()
-                conn.write(self.machine.submit(request, (fut, path, watcher), loop.time()))
-                return await fut
+        def frame(token: _Token, now: float) -> bytes:
+            return self.machine.submit(request, token, now)
+
+        return await self._send_when_live(frame, path, watcher)
 
     async def add_auth(self, scheme: str, credentials: bytes) -> None:
         """Send an auth packet on the live connection and wait for its reply.
 
         Raises:
-            AuthFailedError, DataTooLargeError, ConnectionLossError, ClientClosedError.
+            AuthFailedError, DataTooLargeError, ConnectionLossError, SessionExpiredError,
+            ClientClosedError.
         """
+        def frame(token: _Token, now: float) -> bytes:
+            return self.machine.auth_frame(scheme, credentials, token, now)
+
+        await self._send_when_live(frame, "/", None)
+
+    async def _send_when_live(
+        self, frame: Callable[[_Token, float], bytes], path: str, watcher: Subscriber | None
+    ) -> Any:
+        """Wait (bounded) for a live connection of the session this call started in, then
+        send the frame ``frame(token, now)`` makes and await its reply."""
         self.check_usable()
         epoch = self.machine.epoch
         while True:
@@ -566,10 +574,8 @@ class SessionEngine:
             conn, loop = self.conn, self.loop
             if conn is not None and loop is not None and self.machine.can_send:
                 fut: asyncio.Future[Any] = loop.create_future()
-                conn.write(self.machine.auth_frame(scheme, credentials, (fut, "/", None),
-                                                   loop.time()))
-                await fut
-                return
+                conn.write(frame((fut, path, watcher), loop.time()))
+                return await fut
 
     async def send_close_session(self) -> bool:
         """Send CloseSession on the live connection; True when the server confirmed it."""
@@ -592,6 +598,11 @@ class SessionEngine:
         self.notify()
         supervisor = self.supervisor
         if supervisor is not None and supervisor is not asyncio.current_task():
+            if self._handshaking is not None:
+                # A ConnectRequest is in flight: let its answer arrive, so that a session
+                # the server grants now is known (handed over to be closed), not left to
+                # expire on the server.
+                await asyncio.wait([supervisor], timeout=min(2.0, self.per_host_timeout()))
             supervisor.cancel()
             try:
                 async with asyncio.timeout(2.0):

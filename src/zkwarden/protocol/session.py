@@ -460,7 +460,7 @@ class SessionMachine(Generic[T]):
                 answers with a bare ReplyHeader: try another server), or no handshake was
                 in progress.
         """
-        if self.phase not in _HANDSHAKING:
+        if self.phase not in _HANDSHAKING and not self.closing:
             raise ProtocolError(f"handshake reply in phase {self.phase.value}")
         if len(payload) == 16:
             # A ReplyHeader, not a ConnectResponse (36+ bytes): the server refused to create
@@ -473,6 +473,12 @@ class SessionMachine(Generic[T]):
         response = ConnectResponse.read(Reader(payload))
         if response.timeout_ms > 0 and response.session_id == 0:
             raise ProtocolError("server granted a session timeout but no session id")
+        if self.closing:
+            # Closing while the ConnectRequest was in flight: a session granted now is
+            # nobody's; hand it over to be closed instead of leaving it to expire.
+            if response.timeout_ms > 0 and response.session_id != self.session_id:
+                self._stale.append((response.session_id, response.password))
+            raise ProtocolError("handshake reply while closing")
         self.last_recv = now
         if response.timeout_ms <= 0:
             # Our session is gone (expired, or unknown/wrong password). The server closes
