@@ -376,7 +376,7 @@ class Sim:
         if self.net.plan:
             return  # faults still planned: not a quiet point
         ok = await self.until(lambda: zk.state is ClientState.CONNECTED
-                              and not self.net.in_outage(), 3 * BOUND)
+                              and not self.net.in_outage() and self.net.idle(), 3 * BOUND)
         if not ok:
             if zk.state not in (ClientState.CLOSED,):
                 self.log(f"not connected at settle (state {zk.state.value})")
@@ -429,6 +429,10 @@ class Sim:
         # Only sessions the client was told of: one whose ConnectResponse never arrived
         # cannot be closed by anybody but the server's expiry.
         known = {c.session_id for c in self.changes} | self.seen_sessions
+        # A session a server said was gone (LOST, confirmed) is not the client's to close:
+        # when a corrupted ConnectRequest made the server say so wrongly, nobody can know.
+        known -= {c.session_id for c in self.changes
+                  if c.state is ClientState.LOST and c.confirmed}
         left = [hex(s) for s in self.server.sessions if s in known]
         if left and not outage:
             self.violate("close-left-session", f"close() left session(s) {left} in the server")

@@ -358,7 +358,9 @@ class SessionEngine:
                 watcher.deliver(event)
 
     def on_timer(self, conn: Connection) -> None:
-        if conn is not self.conn:
+        if conn is not self.conn or not self.machine.attached:
+            # Closing (or the connection is no longer the session's): no more pings, and
+            # no timer re-armed at a deadline that stays in the past.
             return
         assert self.loop is not None
         now = self.loop.time()

@@ -385,6 +385,15 @@ class SimNetwork:
         """True when a fault was applied at or after virtual time ``when``."""
         return any(t >= when for _, t, _, _ in self.fired)
 
+    def idle(self) -> bool:
+        """True when no frame is in flight, delayed or held on any open connection."""
+        now = self.loop.time()
+        for conn in self.live_connections():
+            for d in (conn.c2s, conn.s2c):
+                if d.held is not None or d.ready_at > now:
+                    return False
+        return True
+
     def in_outage(self) -> bool:
         now = self.loop.time()
         return now < self.refuse_until or now < self.hang_until
