@@ -1,6 +1,6 @@
 """The issue 11 defects the simulation finds on the code before the fixes (commit 820cbaf),
-kept as named cases. Each asserts the invariant the defect broke; they fail until the
-client is fixed, and must not be weakened.
+kept as named cases. Each asserts the invariant the defect broke: every one of them fails
+on that commit and passes on the fixed client; they must not be weakened.
 
 Defects 9 and 10 live in the blocking facade (threads, a real loop) and 11 in
 ``close_session_blocking`` (a real socket): out of the simulation's reach on the old code.
@@ -38,6 +38,13 @@ def test_defect_4_stream_created_after_lost_survives_the_new_session() -> None:
 
 def test_defect_5_exists_watch_no_spurious_created_after_reconnect() -> None:
     _check(run_case("exists_watch_reconnect", None, 0), "exists_watch_reconnect (no fault)")
+
+
+def test_defect_6_new_session_flag_survives_a_drop_during_set_up() -> None:
+    # frame 14 is the auth reply on the new session's first connection: the old code
+    # reported SUSPENDED(new id) after LOST, then CONNECTED(new id, new_session=False)
+    _check(run_case("new_session_setup_drop", FaultKind.RESET, 14),
+           "new_session_setup_drop/reset/14")
 
 
 def test_defect_7_slow_persistent_consumer_is_bounded() -> None:

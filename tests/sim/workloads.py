@@ -80,6 +80,22 @@ async def expiry_during_restore(sim: Sim) -> None:
     await sim.close()
 
 
+async def new_session_setup_drop(sim: Sim) -> None:
+    """The session expires; the first connections of the new one may drop during set-up
+    (auth in flight): the application must still hear new_session=True, once."""
+    zk = sim.client(auth=AUTH)
+    await sim.op("start", zk.start())
+    await sim.op("create /e", zk.create("/e", b"", ephemeral=True))
+    await sim.sleep(0.2)
+    assert zk.session_id is not None
+    sim.log("the session expires on the server, which closes the connection")
+    sim.server.expire(zk.session_id)
+    await sim.sleep(2.0)
+    await sim.op("create /f", zk.create("/f", b"", ephemeral=True))
+    await sim.settle()
+    await sim.close()
+
+
 async def cancelled_close(sim: Sim) -> None:
     """close() cancelled by its caller must still reach CLOSED."""
     zk = sim.client()
@@ -199,6 +215,7 @@ WORKLOADS: dict[str, Workload] = {
     "stream_after_lost": stream_after_lost,
     "exists_watch_reconnect": exists_watch_reconnect,
     "slow_persistent_consumer": slow_persistent_consumer,
+    "new_session_setup_drop": new_session_setup_drop,
     "watch_noauth": watch_noauth,
     "calls_during_presumed_loss": calls_during_presumed_loss,
 }
