@@ -190,6 +190,38 @@ async def test_d3_calls_after_a_presumed_expiry_raise_only_zkwarden_errors(
         assert await asyncio.wait_for(zk.exists(path), 5.0) is not None
 
 
+async def test_d3_calls_while_a_presumed_lost_session_is_closed(
+    chaos_proxy: FaultProxy, observer: AsyncClient, path: str
+) -> None:
+    # The server keeps the session (the client's ConnectRequests reach it) while the client
+    # hears nothing and presumes it lost; once the server answers again the client closes
+    # that session before opening a new one, slowly (replies delayed): calls made in that
+    # window must end with zkwarden errors or results (the old client raised
+    # AssertionError: it marked the session connected on a connection it never kept).
+    await observer.create(path)
+    async with started(chaos_proxy, session_timeout=2.0) as zk:
+        log = StateLog().attach(zk)
+        old = zk.session_id
+        outage = time.monotonic()
+        chaos_proxy.blackhole("downstream", discard=True)
+        await wait_for(log.reached(ClientState.LOST, outage), 10.0, "LOST (presumed)")
+        chaos_proxy.pass_through()  # the server answers again, slowly
+        chaos_proxy.delay(0.25)  # a round trip within the per-host connect timeout
+        calls: list[asyncio.Task[Any]] = []
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:
+            calls.append(asyncio.create_task(asyncio.wait_for(zk.exists(path), 8.0)))
+            await asyncio.sleep(0.02)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        wrong = [repr(o) for o in outcomes if isinstance(o, BaseException)
+                 and not isinstance(o, (ConnectionLossError, SessionExpiredError))]
+        assert not wrong, wrong[:5]
+        chaos_proxy.pass_through()
+        await wait_for(lambda: zk.state is ClientState.CONNECTED, 15.0, "CONNECTED")
+        assert zk.session_id not in (None, old)
+        assert await asyncio.wait_for(zk.exists(path), 5.0) is not None
+
+
 # --- D4 ----------------------------------------------------------------------------------
 
 
