@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 
 __all__ = (
     "ZooKeeperError",
+    "RecipeError",
+    "LockReentryError",
+    "LeaseLostError",
     "ClientError",
     "InvalidPathError",
     "ConfigurationError",
@@ -377,3 +380,15 @@ class DuplicateInstanceError(ZooKeeperError):
 
 class NoInstancesError(ZooKeeperError):
     """A provider has no instance to give: none registered, enabled and up."""
+
+
+class RecipeError(ZooKeeperError):
+    """A coordination recipe (zkwarden.recipes) was used in a way it cannot serve."""
+
+
+class LockReentryError(RecipeError):
+    """The task already holds this lock (locks are not re-entrant: this would deadlock)."""
+
+
+class LeaseLostError(RecipeError):
+    """A lock, lease or leadership was lost (its session expired or its node vanished)."""
