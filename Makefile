@@ -28,6 +28,7 @@ system-deps:
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	command -v javac >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
+	command -v tcpdump >/dev/null 2>&1 || missing="$$missing tcpdump"; \
 	if [ -z "$${ZOOKEEPER_HOME:-}" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then \
 		missing="$$missing zookeeper"; fi; \
 	[ -f /usr/share/java/curator-x-discovery.jar ] || missing="$$missing libcurator-discovery-java"; \
