@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
+
+from _tasks_support import package_dirs, tasks_running_code_of
 
 import zkwarden.agent as agent_pkg
 import zkwarden.discovery as discovery_pkg
@@ -21,21 +22,12 @@ from zkwarden.discovery import ServiceInstance
 
 from .conftest import HealthService, service_entry, until
 
-OWNED_DIRS = tuple(
-    str(Path(pkg.__file__).resolve().parent) for pkg in (agent_pkg, discovery_pkg)
-)
+OWNED_DIRS = package_dirs(agent_pkg, discovery_pkg)
 
 
 def agent_tasks() -> list[asyncio.Task[Any]]:
     """Pending tasks running code of zkwarden.agent or zkwarden.discovery."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task.done() or task is asyncio.current_task():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and str(Path(code.co_filename).resolve()).startswith(OWNED_DIRS):
-            found.append(task)
-    return found
+    return tasks_running_code_of(OWNED_DIRS)
 
 
 class Boom(RuntimeError):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _tasks_support import package_dirs, tasks_running_code_of
 
 import zkwarden.cli as cli_pkg
 import zkwarden.discovery as discovery_pkg
@@ -24,21 +24,12 @@ from zkwarden.errors import ClientClosedError
 
 pytestmark = pytest.mark.asyncio
 
-OWNED_DIRS = tuple(
-    str(Path(pkg.__file__).resolve().parent) for pkg in (cli_pkg, discovery_pkg)
-)
+OWNED_DIRS = package_dirs(cli_pkg, discovery_pkg)
 
 
 def owned_tasks() -> list[asyncio.Task[Any]]:
     """Pending tasks running code of zkwarden.cli or zkwarden.discovery."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task.done() or task is asyncio.current_task():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and str(Path(code.co_filename).resolve()).startswith(OWNED_DIRS):
-            found.append(task)
-    return found
+    return tasks_running_code_of(OWNED_DIRS)
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:

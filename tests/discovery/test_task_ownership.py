@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _tasks_support import package_dirs, tasks_running_code_of
 
 import zkwarden.discovery as discovery_pkg
 from zkwarden.discovery import ServiceDiscovery, ServiceInstance, ServiceRegistry
@@ -22,19 +22,12 @@ from zkwarden.errors import ZooKeeperError
 
 pytestmark = pytest.mark.asyncio
 
-DISCOVERY_DIR = str(Path(discovery_pkg.__file__).resolve().parent)
+DISCOVERY_DIRS = package_dirs(discovery_pkg)
 
 
 def discovery_tasks() -> list[asyncio.Task[Any]]:
     """Pending tasks running code of zkwarden.discovery (whoever created them)."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task.done() or task is asyncio.current_task():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and str(Path(code.co_filename).resolve()).startswith(DISCOVERY_DIR):
-            found.append(task)
-    return found
+    return tasks_running_code_of(DISCOVERY_DIRS)
 
 
 def failures(caplog: pytest.LogCaptureFixture, exc_type: type[BaseException]) -> list[Any]:
