@@ -14,7 +14,6 @@ import ipaddress
 import itertools
 import logging
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -26,7 +25,8 @@ from zkwarden.errors import ConfigurationError
 from zkwarden.hosts import parse_connect_string
 
 from ._errors import ProxyError
-from ._frames import ConnectRequestSniffer, FrameCutter, FrameFault
+from ._forward import FaultState, Forwarder
+from ._frames import FrameFault
 
 __all__ = ("Direction", "FaultProxy", "ProxyStats")
 
@@ -36,10 +36,6 @@ _T = TypeVar("_T")
 Direction = Literal["both", "upstream", "downstream"]
 
 _CONTROL_TIMEOUT = 5.0
-_CHUNK = 65536
-# Bytes read ahead per direction while a blackhole holds them (beyond the socket buffers).
-_QUEUE_CHUNKS = 64
-_LINGER_RST = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,50 +86,6 @@ def _normalize_upstreams(
     return result
 
 
-class _Connection:
-    """One proxied client connection and its upstream connection (loop thread only)."""
-
-    def __init__(self, proxy: FaultProxy, client: asyncio.StreamWriter) -> None:
-        self.proxy = proxy
-        self.client = client
-        self.upstream: asyncio.StreamWriter | None = None
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closed = False
-        self.refuse_after_drop = False
-
-    def abort(self, *, rst: bool) -> None:
-        """Close both sides now; with ``rst`` the peers get a TCP reset, not a FIN."""
-        if self.closed:
-            return
-        self.closed = True
-        for writer in (self.client, self.upstream):
-            if writer is None:
-                continue
-            if rst:
-                sock = writer.transport.get_extra_info("socket")
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            writer.transport.abort()
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-
-    def close(self) -> None:
-        """Close both sides gracefully (pending bytes are flushed, then FIN)."""
-        if self.closed:
-            return
-        self.closed = True
-        for writer in (self.client, self.upstream):
-            if writer is not None:
-                writer.close()
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-
-
 class FaultProxy:
     """A TCP proxy on a free 127.0.0.1 port in front of one or more upstream servers.
 
@@ -172,7 +124,6 @@ class FaultProxy:
         self._host = host
         self._port = port
         self._upstreams = _normalize_upstreams(upstreams)
-        self._connect_timeout = connect_timeout
         self._chosen: int | None = None
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -182,23 +133,15 @@ class FaultProxy:
         # Everything below is touched on the loop thread only.
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None
-        self._connections: set[_Connection] = set()
-        self._changed = asyncio.Event()
-        self._delay = 0.0
-        self._held: set[str] = set()
-        self._dropped: set[str] = set()
-        self._accept_then_close = False
         self._refusing = False
-        self._frame_fault: FrameFault | None = None
-        self._body_fault = False
-        # (frames, new sessions only, times left or None, then refuse) of
-        # drop_after_server_frames
-        self._drop_after: tuple[int, bool, int | None, bool] | None = None
-        self._bytes = {"upstream": 0, "downstream": 0}
-        self._accepted = 0
-        self._accept_then_closed = 0
-        self._upstream_failures = 0
-        self._dropped_after_frames = 0
+        # The faults the control methods arm, read by the forwarding loops.
+        self._state = FaultState()
+        self._forwarder = Forwarder(
+            self._state,
+            pick_upstream=self._pick_upstream,
+            start_refusing=self._start_refusing,
+            connect_timeout=connect_timeout,
+        )
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -322,7 +265,7 @@ class FaultProxy:
     async def _listen(self) -> None:
         try:
             self._server = await asyncio.start_server(
-                self._on_client, self._host, self._port, reuse_address=True, backlog=128
+                self._forwarder.on_client, self._host, self._port, reuse_address=True, backlog=128
             )
         except OSError as exc:
             raise ProxyError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
@@ -335,19 +278,11 @@ class FaultProxy:
         if self._placeholder is not None:
             self._placeholder.close()
             self._placeholder = None
-        tasks = [t for conn in self._connections for t in conn.tasks]
-        for conn in list(self._connections):
-            conn.abort(rst=False)
-        self._connections.clear()
+        tasks = self._forwarder.abort_all(rst=False)
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
 
     # -- control --------------------------------------------------------------------------
-
-    def _changed_now(self) -> None:
-        # Wake every pump so it re-reads the faults; a fresh event for the next change.
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     def pass_through(self) -> None:
         """Clear every fault: bytes flow unchanged, new connections are served.
@@ -357,17 +292,7 @@ class FaultProxy:
         """
         self.refuse_connections(False)
 
-        def clear() -> None:
-            self._delay = 0.0
-            self._held.clear()
-            self._dropped.clear()
-            self._accept_then_close = False
-            self._frame_fault = None
-            self._body_fault = False
-            self._drop_after = None
-            self._changed_now()
-
-        self._call(clear)
+        self._call(self._state.clear_faults)
 
     def delay(self, seconds: float) -> None:
         """Add ``seconds`` of latency to every chunk, in both directions (0 removes it).
@@ -380,8 +305,8 @@ class FaultProxy:
             raise ConfigurationError(f"delay must be >= 0, got {seconds!r}")
 
         def apply() -> None:
-            self._delay = float(seconds)
-            self._changed_now()
+            self._state.delay = float(seconds)
+            self._state.notify_changed()
 
         self._call(apply)
 
@@ -404,8 +329,9 @@ class FaultProxy:
         chosen: set[str] = {"upstream", "downstream"} if direction == "both" else {direction}
 
         def apply() -> None:
-            self._held, self._dropped = (set(), chosen) if discard else (chosen, set())
-            self._changed_now()
+            state = self._state
+            state.held, state.dropped = (set(), chosen) if discard else (chosen, set())
+            state.notify_changed()
 
         self._call(apply)
 
@@ -418,9 +344,7 @@ class FaultProxy:
         """
 
         def apply() -> None:
-            for conn in list(self._connections):
-                conn.abort(rst=True)
-            self._connections.clear()
+            self._forwarder.abort_all(rst=True)
 
         self._call(apply)
 
@@ -470,7 +394,7 @@ class FaultProxy:
         """
 
         def apply() -> None:
-            self._accept_then_close = enabled
+            self._state.accept_then_close = enabled
 
         self._call(apply)
 
@@ -509,7 +433,7 @@ class FaultProxy:
         """
 
         def apply() -> None:
-            self._body_fault = True
+            self._state.body_fault = True
 
         self._call(apply)
 
@@ -543,7 +467,7 @@ class FaultProxy:
             raise ConfigurationError(f"times must be >= 1 or None, got {times!r}")
 
         def apply() -> None:
-            self._drop_after = (int(frames), new_session, times, then_refuse)
+            self._state.drop_after = (int(frames), new_session, times, then_refuse)
 
         self._call(apply)
 
@@ -555,43 +479,17 @@ class FaultProxy:
         """
 
         def apply() -> None:
-            self._held, self._dropped = set(), set()
-            self._changed_now()
+            state = self._state
+            state.held, state.dropped = set(), set()
+            state.notify_changed()
 
         self._call(apply)
-
-    def _claim_body_fault(self, xid: int, err: int) -> bool:
-        if self._body_fault and xid > 0 and err == 0:
-            self._body_fault = False
-            return True
-        return False
-
-    def _claim_drop(self, session_id: int) -> tuple[int, bool] | None:
-        """(frames, then_refuse) for a connection asking for ``session_id``, if armed."""
-        armed = self._drop_after
-        if armed is None or (armed[1] and session_id != 0):
-            return None
-        frames, new_session, times, then_refuse = armed
-        if times is not None:
-            left = (frames, new_session, times - 1, then_refuse) if times > 1 else None
-            self._drop_after = left
-        return frames, then_refuse
-
-    def _drop(self, conn: _Connection) -> None:
-        self._dropped_after_frames += 1
-        if conn.refuse_after_drop:
-            self._start_refusing()
-        conn.abort(rst=True)
 
     def _arm(self, fault: FrameFault) -> None:
         def apply() -> None:
-            self._frame_fault = fault
+            self._state.frame_fault = fault
 
         self._call(apply)
-
-    def _claim_frame_fault(self) -> FrameFault | None:
-        fault, self._frame_fault = self._frame_fault, None
-        return fault
 
     # -- upstreams ------------------------------------------------------------------------
 
@@ -639,149 +537,13 @@ class FaultProxy:
         return self._call(self._snapshot)
 
     def _snapshot(self) -> ProxyStats:
+        state = self._state
         return ProxyStats(
-            bytes_up=self._bytes["upstream"],
-            bytes_down=self._bytes["downstream"],
-            accepted=self._accepted,
-            open=len(self._connections),
-            accept_then_closed=self._accept_then_closed,
-            upstream_failures=self._upstream_failures,
-            dropped_after_frames=self._dropped_after_frames,
+            bytes_up=state.bytes["upstream"],
+            bytes_down=state.bytes["downstream"],
+            accepted=state.accepted,
+            open=len(self._forwarder.connections),
+            accept_then_closed=state.accept_then_closed,
+            upstream_failures=state.upstream_failures,
+            dropped_after_frames=state.dropped_after_frames,
         )
-
-    # -- forwarding (loop thread) ---------------------------------------------------------
-
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._accepted += 1
-        if self._accept_then_close:
-            self._accept_then_closed += 1
-            # FIN first: closing with unread bytes from the client would send a reset.
-            with contextlib.suppress(OSError):
-                writer.write_eof()
-            writer.close()
-            return
-        conn = _Connection(self, writer)
-        self._connections.add(conn)
-        try:
-            await self._serve(conn, reader)
-        finally:
-            self._connections.discard(conn)
-
-    async def _serve(self, conn: _Connection, client_reader: asyncio.StreamReader) -> None:
-        target = self._pick_upstream()
-        try:
-            if target is None:
-                raise OSError("no upstream configured")
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*target), self._connect_timeout
-            )
-        except (TimeoutError, OSError) as exc:
-            self._upstream_failures += 1
-            _log.info("fault proxy: upstream %s unreachable: %s", target, exc)
-            conn.abort(rst=True)
-            return
-        if conn.closed:  # reset() or close() while connecting
-            up_writer.transport.abort()
-            return
-        conn.upstream = up_writer
-        queues: dict[str, asyncio.Queue[tuple[float, bytes]]] = {
-            "upstream": asyncio.Queue(_QUEUE_CHUNKS),
-            "downstream": asyncio.Queue(_QUEUE_CHUNKS),
-        }
-        cutter = FrameCutter(self._claim_frame_fault, self._claim_body_fault)
-        conn.tasks = [
-            asyncio.create_task(self._read(client_reader, queues["upstream"], conn)),
-            asyncio.create_task(
-                self._write("upstream", queues["upstream"], up_writer, conn, cutter)
-            ),
-            asyncio.create_task(self._read(up_reader, queues["downstream"], conn)),
-            asyncio.create_task(
-                self._write("downstream", queues["downstream"], conn.client, conn, cutter)
-            ),
-        ]
-        await asyncio.wait(conn.tasks)
-        conn.close()
-
-    async def _read(
-        self,
-        reader: asyncio.StreamReader,
-        queue: asyncio.Queue[tuple[float, bytes]],
-        conn: _Connection,
-    ) -> None:
-        try:
-            while True:
-                data = await reader.read(_CHUNK)
-                await queue.put((time.monotonic(), data))
-                if not data:
-                    return
-        except OSError:
-            # The peer reset the connection: reset the other side too.
-            conn.abort(rst=True)
-
-    async def _write(
-        self,
-        direction: str,
-        queue: asyncio.Queue[tuple[float, bytes]],
-        writer: asyncio.StreamWriter,
-        conn: _Connection,
-        downstream_cutter: FrameCutter,
-    ) -> None:
-        # The downstream writer cuts frames; the upstream one reads the ConnectRequest's
-        # session id to arm a drop_after_server_frames on the cutter of its own connection
-        # before the request is forwarded, so before any server frame can arrive.
-        downstream = direction == "downstream"
-        cutter = downstream_cutter if downstream else None
-        sniffer = None if downstream else ConnectRequestSniffer()
-        try:
-            while True:
-                arrived, data = await queue.get()
-                await self._wait_sendable(direction, arrived, eof=not data)
-                if not data:
-                    if cutter is not None:
-                        writer.write(cutter.flush())
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    return
-                if direction in self._dropped:
-                    if sniffer is not None:
-                        sniffer.done = True  # what follows is no longer the stream's start
-                    continue
-                close_after = False
-                if sniffer is not None and not sniffer.done:
-                    session_id = sniffer.feed(data)
-                    claimed = None if session_id is None else self._claim_drop(session_id)
-                    if claimed is not None:
-                        conn.refuse_after_drop = claimed[1]
-                        if claimed[0] == 0:
-                            self._drop(conn)
-                            return
-                        downstream_cutter.reset_after_frames = claimed[0]
-                if cutter is not None:
-                    data, close_after = cutter.feed(data)
-                writer.write(data)
-                self._bytes[direction] += len(data)
-                if close_after:
-                    await writer.drain()
-                    if cutter is not None and cutter.reset:
-                        self._drop(conn)
-                    else:
-                        conn.close()
-                    return
-                await writer.drain()
-        except OSError:
-            conn.abort(rst=True)
-
-    async def _wait_sendable(self, direction: str, arrived: float, *, eof: bool) -> None:
-        """Wait until ``direction`` is not held and the chunk has aged ``delay`` seconds;
-        re-checked on every fault change, so changes apply to bytes already waiting.
-        An EOF is held by a discarding blackhole too: a dropped FIN reaches nobody."""
-        while True:
-            changed = self._changed
-            timeout: float | None = None
-            held = direction in self._held or (eof and direction in self._dropped)
-            if not held:
-                timeout = arrived + self._delay - time.monotonic()
-                if timeout <= 0:
-                    return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout)

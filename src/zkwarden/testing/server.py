@@ -13,7 +13,6 @@ its exit handlers (SIGKILL, a crashed test runner), so no orphan JVM outlives a 
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import re
@@ -28,12 +27,9 @@ from types import TracebackType
 
 from zkwarden.errors import ConfigurationError
 
-from ._errors import (
-    FourLetterWordError,
-    JavaNotFoundError,
-    ServerStartError,
-    ZooKeeperNotFoundError,
-)
+from ._config import DEBIAN_ZOOKEEPER_JAR as DEBIAN_ZOOKEEPER_JAR
+from ._config import find_java, find_zookeeper_classpath, jvm_command, zoo_cfg
+from ._errors import FourLetterWordError, ServerStartError
 from ._fourlw import (
     parse_cons_sessions,
     parse_dump_ephemerals,
@@ -50,84 +46,6 @@ __all__ = (
 )
 
 _log = logging.getLogger("zkwarden.testing")
-
-_DEBIAN_JAVA_DIR = "/usr/share/java"
-DEBIAN_ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
-# Debian's zookeeper.jar pulls its dependencies in through its manifest Class-Path, but
-# slf4j-api finds no logging backend there and would print nothing; slf4j-simple writes to
-# stderr, which goes to the server's log file.
-_DEBIAN_LOG_BACKEND = "/usr/share/java/slf4j-simple.jar"
-_MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-_INSTALL_HINT = (
-    "install it with `apt-get install zookeeper default-jre-headless` (Debian/Ubuntu), "
-    "or set ZOOKEEPER_HOME to an Apache ZooKeeper binary distribution (with lib/*.jar)"
-)
-
-
-# --- locating Java and ZooKeeper ---------------------------------------------------------
-
-
-def find_java() -> str:
-    """Return the path of the ``java`` executable to run ZooKeeper with.
-
-    ``$JAVA_HOME/bin/java`` wins when it exists, otherwise ``java`` on ``PATH``.
-
-    Raises:
-        JavaNotFoundError: no Java runtime was found.
-    """
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = os.path.join(java_home, "bin", "java")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("java")
-    if found is None:
-        raise JavaNotFoundError(
-            "no `java` found (JAVA_HOME unset or invalid, none on PATH): "
-            "install one with `apt-get install default-jre-headless`"
-        )
-    return found
-
-
-def find_zookeeper_classpath(*, netty: bool = False) -> str:
-    """Return the Java class path that runs a ZooKeeper server.
-
-    ``netty`` adds the Netty jars Debian's package leaves out of the server's manifest
-    (codec, resolver), which its TLS connection factory needs.
-
-    ``$ZOOKEEPER_HOME`` wins when set (its ``conf`` directory, ``lib/*.jar`` and top-level
-    jars); otherwise the jars of Debian's ``zookeeper`` package are used.
-
-    Raises:
-        ZooKeeperNotFoundError: ``$ZOOKEEPER_HOME`` holds no jar, or it is unset and the
-            Debian package is not installed.
-    """
-    home = os.environ.get("ZOOKEEPER_HOME")
-    if home:
-        jars = sorted(glob.glob(os.path.join(home, "lib", "*.jar")))
-        jars += sorted(glob.glob(os.path.join(home, "*.jar")))
-        if not jars:
-            raise ZooKeeperNotFoundError(
-                f"ZOOKEEPER_HOME={home!r} contains no lib/*.jar; point it at an Apache "
-                f"ZooKeeper binary distribution, or unset it and {_INSTALL_HINT}"
-            )
-        conf = os.path.join(home, "conf")
-        # The conf directory carries the distribution's logback/log4j configuration.
-        entries = ([conf] if os.path.isdir(conf) else []) + jars
-        return os.pathsep.join(entries)
-    if os.path.isfile(DEBIAN_ZOOKEEPER_JAR):
-        entries = [DEBIAN_ZOOKEEPER_JAR]
-        if os.path.isfile(_DEBIAN_LOG_BACKEND):
-            entries.append(_DEBIAN_LOG_BACKEND)
-        if netty:
-            entries += [jar for jar in (os.path.join(_DEBIAN_JAVA_DIR, f"netty-{name}.jar")
-                                        for name in ("codec", "resolver"))
-                        if os.path.isfile(jar)]
-        return os.pathsep.join(entries)
-    raise ZooKeeperNotFoundError(f"ZooKeeper was not found: {_INSTALL_HINT}")
-
-
-# --- the server --------------------------------------------------------------------------
 
 
 class ZooKeeperServer:
@@ -278,74 +196,6 @@ class ZooKeeperServer:
         state = "running" if self.running else "stopped"
         return f"<ZooKeeperServer {self.host}:{self._port} {state}>"
 
-    # -- configuration --------------------------------------------------------------------
-
-    def _config(self, data_dir: str) -> dict[str, str]:
-        ms = round(self.tick_time * 1000)
-        words = self.four_letter_words
-        if words.strip() != "*":
-            # The harness itself needs these two to know when the server is up.
-            names = {w.strip() for w in words.split(",") if w.strip()} | {"ruok", "srvr"}
-            words = ",".join(sorted(names))
-        config = {
-            "tickTime": str(max(ms, 1)),
-            "dataDir": data_dir,
-            "clientPort": str(self.port),
-            "clientPortAddress": LOOPBACK,
-            "maxClientCnxns": "0",
-            "4lw.commands.whitelist": words,
-            "admin.enableServer": "false",
-            "extendedTypesEnabled": "true" if self.extended_types else "false",
-        }
-        if self.min_session_timeout is not None:
-            config["minSessionTimeout"] = str(round(self.min_session_timeout * 1000))
-        if self.max_session_timeout is not None:
-            config["maxSessionTimeout"] = str(round(self.max_session_timeout * 1000))
-        if self.tls_keystore is not None:
-            if self._secure_port is None:
-                self._secure_port = free_port()
-            keystore_type = "PEM" if self.tls_keystore.endswith(".pem") else "PKCS12"
-            config.update({
-                "secureClientPort": str(self._secure_port),
-                "secureClientPortAddress": LOOPBACK,
-                # Only the Netty factory speaks TLS; it serves the plain port as well.
-                "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
-                "ssl.keyStore.location": self.tls_keystore,
-                "ssl.keyStore.password": self.tls_keystore_password,
-                "ssl.keyStore.type": keystore_type,
-                "ssl.clientAuth": "none",
-            })
-        if self.read_only_mode:
-            # A read-only (partitioned) 3.8 server answers a new global session with
-            # NOTREADONLY and drops resumed ones: only local sessions work there.  They are
-            # upgraded to global ones when they create an ephemeral node.
-            config["localSessionsEnabled"] = "true"
-            config["localSessionsUpgradingEnabled"] = "true"
-        config.update(self.extra_config)
-        return config
-
-    def _command(self, config_path: str) -> list[str]:
-        cmd = [
-            find_java(),
-            "-Xshare:auto",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-XX:-UsePerfData",
-            f"-Xms{min(self.jvm_heap, '32m', key=_heap_bytes)}",
-            f"-Xmx{self.jvm_heap}",
-            "-Djava.awt.headless=true",
-            # These are read as system properties, under exactly these names.
-            f"-Dzookeeper.forceSync={'yes' if self.force_sync else 'no'}",
-            f"-Dreadonlymode.enabled={'true' if self.read_only_mode else 'false'}",
-            "-Dorg.slf4j.simpleLogger.showDateTime=true",
-            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-            "-cp",
-            find_zookeeper_classpath(netty=self.tls_keystore is not None),
-            _MAIN_CLASS,
-            config_path,
-        ]
-        return cmd
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0, *, wait: bool = True) -> ZooKeeperServer:
@@ -396,10 +246,33 @@ class ZooKeeperServer:
         if self.server_id is not None:
             with open(os.path.join(data_dir, "myid"), "w") as f:
                 f.write(f"{self.server_id}\n")
+        port = self.port
+        if self.tls_keystore is not None and self._secure_port is None:
+            self._secure_port = free_port()
+        config = zoo_cfg(
+            data_dir=data_dir,
+            port=port,
+            tick_time=self.tick_time,
+            four_letter_words=self.four_letter_words,
+            extended_types=self.extended_types,
+            min_session_timeout=self.min_session_timeout,
+            max_session_timeout=self.max_session_timeout,
+            secure_port=self._secure_port,
+            tls_keystore=self.tls_keystore,
+            tls_keystore_password=self.tls_keystore_password,
+            read_only_mode=self.read_only_mode,
+            extra_config=self.extra_config,
+        )
         config_path = os.path.join(self._workdir, "zoo.cfg")
         with open(config_path, "w") as f:
-            f.writelines(f"{key}={value}\n" for key, value in self._config(data_dir).items())
-        cmd = self._command(config_path)
+            f.writelines(f"{key}={value}\n" for key, value in config.items())
+        cmd = jvm_command(
+            config_path,
+            jvm_heap=self.jvm_heap,
+            force_sync=self.force_sync,
+            read_only_mode=self.read_only_mode,
+            netty=self.tls_keystore is not None,
+        )
         log_path = self.log_path
         assert log_path is not None
         with open(log_path, "ab") as log:
@@ -645,9 +518,3 @@ class ZooKeeperServer:
             FourLetterWordError: the server did not answer.
         """
         return parse_dump_ephemerals(self.four_letter_word("dump"))
-
-
-def _heap_bytes(size: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    suffix = size[-1:].lower()
-    return int(size[:-1]) * units[suffix] if suffix in units else int(size)
