@@ -1,0 +1,236 @@
+"""Curator 5.4's recipes and zkwarden's sharing the same paths on one real ZooKeeper.
+
+Each Curator participant is its own JVM (``RecipeTool.java`` through ``recipes_peer.py``);
+each zkwarden participant has its own AsyncClient session. Exclusion is proven, not assumed:
+a holder (of either language) creates a guard node after it acquires and deletes it before
+it releases, so a NodeExists on the guard means two holders at once (an "overlap"). For
+shared holds (read locks, semaphores) each holder creates its own child in a guard
+directory and lists it: a writer seeing anyone else, a reader seeing a writer, or more than
+N holders, is an overlap; of any set of holders that coexist, the last to create its child
+sees all the others. Both languages time their holds on CLOCK_MONOTONIC (Java's nanoTime,
+Python's time.monotonic), so the holds also go on one timeline and are checked for
+intersecting intervals, and each test prints its row of the interop matrix (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pytest
+
+from zkwarden import AsyncClient
+from zkwarden.errors import NodeExistsError
+from zkwarden.testing import ZooKeeperServer
+
+from .recipes_peer import Event, RecipePeer, RecipeTool, build_recipe_tool
+
+SESSION = 6.0  # seconds, both languages (the interop server grants up to 10 s)
+BOUND = 90.0  # no single wait in these tests may take longer
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def recipe_tool() -> RecipeTool:
+    """RecipeTool.java compiled (once, cached on disk) and ready to run.
+
+    Raises:
+        CuratorNotFoundError: Java, javac or the Curator recipes jar is missing.
+    """
+    return build_recipe_tool()
+
+
+# --- the interop matrix ------------------------------------------------------------------
+
+
+@dataclass
+class Hold:
+    """One hold of a lock, lease or leadership, as its holder timed it."""
+
+    lang: str  # "java" or "python"
+    who: str
+    start: float  # after the guard was created
+    end: float  # before the guard is deleted
+    mode: str = "x"  # "x" exclusive, "read", "write", "lease"
+    token: int | None = None  # the lock node's czxid, when known
+    guard_ok: bool = True  # False: the guard proved a second holder
+
+
+@dataclass
+class Row:
+    recipe: str
+    java: int
+    python: int
+    acquisitions: int
+    overlaps: int
+    note: str = ""
+
+
+MATRIX: list[Row] = []
+
+
+def _header() -> str:
+    return f"{'recipe':<34} {'java':>4} {'python':>6} {'acquisitions':>12} {'overlaps':>8}  note"
+
+
+def _line(row: Row) -> str:
+    return (
+        f"{row.recipe:<34} {row.java:>4} {row.python:>6} {row.acquisitions:>12} "
+        f"{row.overlaps:>8}  {row.note}"
+    )
+
+
+def record(row: Row) -> str:
+    """Add a row to the matrix, print it, and return its one-line summary (for asserts)."""
+    MATRIX.append(row)
+    print(f"\ninterop matrix\n{_header()}\n{_line(row)}")
+    return _line(row)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_matrix() -> Iterator[None]:
+    yield
+    if MATRIX:
+        print("\n\ninterop matrix (Curator 5.4 <-> zkwarden)\n" + _header())
+        for row in MATRIX:
+            print(_line(row))
+
+
+def java_holds(peer: RecipePeer, mode: str = "x") -> list[Hold]:
+    """The holds a Java peer reported: each ``acquired`` up to its ``releasing``."""
+    starts: dict[int, Event] = {}
+    holds: list[Hold] = []
+    overlapped = {e["round"] for e in peer.named("overlap")}
+    for event in peer.named("acquired", "releasing"):
+        if event["event"] == "acquired":
+            starts[event["round"]] = event
+            continue
+        begin = starts.pop(event["round"])
+        holds.append(
+            Hold(
+                "java",
+                str(begin["id"]),
+                float(begin["t"]),
+                float(event["t"]),
+                mode=str(begin.get("mode", mode)),
+                token=begin.get("czxid"),
+                guard_ok=begin["round"] not in overlapped,
+            )
+        )
+    return holds
+
+
+def intersecting(holds: list[Hold], conflicts: object = None) -> int:
+    """Pairs of holds whose intervals intersect and conflict (by default: any pair; for
+    read-write holds, any pair with a writer)."""
+    ordered = sorted(holds, key=lambda h: h.start)
+    count = 0
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            if second.start >= first.end:
+                break
+            if conflicts == "rw" and first.mode == "read" and second.mode == "read":
+                continue
+            count += 1
+    return count
+
+
+def max_concurrent(holds: list[Hold]) -> int:
+    """The most holds at once on the common timeline."""
+    edges = sorted([(h.start, 1) for h in holds] + [(h.end, -1) for h in holds])
+    best = current = 0
+    for _, step in edges:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def handoffs(holds: list[Hold]) -> int:
+    """How often the hold passed from one language to the other."""
+    ordered = sorted(holds, key=lambda h: h.start)
+    return sum(1 for a, b in itertools.pairwise(ordered) if a.lang != b.lang)
+
+
+def served(holds: list[Hold]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for hold in holds:
+        counts[hold.who] = counts.get(hold.who, 0) + 1
+    return counts
+
+
+async def guard_enter(zk: AsyncClient, guard: str, ident: str) -> bool:
+    """Create the guard node; False if it already exists (someone else holds)."""
+    try:
+        await zk.create(guard, ident.encode(), ephemeral=True)
+    except NodeExistsError:
+        return False
+    return True
+
+
+async def in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run a blocking peer call without blocking the event loop, bounded."""
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args), BOUND)
+
+
+@dataclass
+class Clients:
+    """Several zkwarden sessions, closed together."""
+
+    connect: str
+    opened: list[AsyncClient] = field(default_factory=list)
+
+    async def open(self, n: int) -> list[AsyncClient]:
+        new = [AsyncClient(self.connect, session_timeout=SESSION) for _ in range(n)]
+        self.opened.extend(new)
+        await asyncio.wait_for(asyncio.gather(*(c.start() for c in new)), BOUND)
+        return new
+
+    async def close(self) -> None:
+        await asyncio.wait_for(asyncio.gather(*(c.close() for c in self.opened)), BOUND)
+
+
+def close_all(peers: list[RecipePeer]) -> None:
+    for peer in peers:
+        peer.close()
+
+
+# --- the harness itself, on Curator alone ------------------------------------------------
+
+
+async def test_harness_two_curator_mutexes_never_overlap_and_a_held_guard_is_caught(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Two Curator InterProcessMutex JVMs alternate with zero overlaps; and the guard
+    does catch a second holder: with the guard already held by someone else, a Curator
+    holder reports an overlap (so a zero in the mixed tests means something)."""
+    connect = zk_server.connect_string
+    lock, guard = f"{zk_path}/lock", f"{zk_path}/guard"
+    peers = recipe_tool.start_many(
+        "mutex", connect, lock, ["j1", "j2"], rounds=40, hold_ms=2, guard=guard, wait_go=True
+    )
+    try:
+        for peer in peers:
+            peer.go()
+        done = [await in_thread(peer.until_done) for peer in peers]
+    finally:
+        close_all(peers)
+    holds = [h for peer in peers for h in java_holds(peer)]
+    overlaps = sum(int(d["overlaps"]) for d in done) + intersecting(holds)
+    summary = record(Row("harness: mutex (Curator only)", 2, 0, len(holds), overlaps))
+    assert len(holds) == 80 and overlaps == 0, summary
+    assert handoffs(holds) == 0  # one language only
+    assert served(holds) == {"j1": 40, "j2": 40}, summary
+
+    # Negative control: somebody (here the test) holds the guard; Curator's holder sees it.
+    async with AsyncClient(connect, session_timeout=SESSION) as zk:
+        assert await guard_enter(zk, guard, "intruder")
+        with recipe_tool.start(
+            "mutex", connect, lock, id="j3", rounds=1, hold_ms=0, guard=guard
+        ) as peer:
+            done3 = await in_thread(peer.until_done)
+        assert done3["overlaps"] == 1, peer.events
+        [overlap] = peer.named("overlap")
+        assert overlap["holder"] == "intruder"
