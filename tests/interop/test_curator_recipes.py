@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -234,3 +235,131 @@ async def test_harness_two_curator_mutexes_never_overlap_and_a_held_guard_is_cau
         assert done3["overlaps"] == 1, peer.events
         [overlap] = peer.named("overlap")
         assert overlap["holder"] == "intruder"
+
+
+# --- zkwarden participants -----------------------------------------------------------------
+
+
+class Guard:
+    """The exclusion proof of one zkwarden holder (see the module docstring).
+
+    ``node`` alone: an exclusive guard node. ``directory``: a shared guard, each holder
+    adding ``<mode>-<who>-<n>`` and judging the children it then sees (``limit`` holders
+    at most; a writer alone; a reader with no writer).
+    """
+
+    def __init__(self, node: str | None = None, directory: str | None = None, limit: int = 1):
+        self.node, self.directory, self.limit = node, directory, limit
+        self.failures: list[str] = []
+
+    async def enter(self, zk: AsyncClient, who: str, mode: str, n: int) -> str | None:
+        """Take the guard; returns what to delete on exit (None: someone else has it)."""
+        if self.node is not None:
+            if await guard_enter(zk, self.node, who):
+                return self.node
+            self.failures.append(f"{who}#{n}: guard held by another")
+            return None
+        assert self.directory is not None
+        mine = f"{self.directory}/{mode}-{who}-{n}"
+        await zk.create(mine, who.encode(), ephemeral=True, makepath=True)
+        seen: list[str] = await zk.get_children(self.directory)
+        writers = [c for c in seen if c.startswith("write-")]
+        if (
+            (mode == "write" and len(seen) > 1)
+            or (mode == "read" and writers)
+            or len(seen) > self.limit
+        ):
+            self.failures.append(f"{who}#{n} ({mode}) saw {sorted(seen)}")
+        return mine
+
+
+async def py_rounds(
+    zk: AsyncClient,
+    lock: object,
+    who: str,
+    rounds: int,
+    hold: float,
+    guard: Guard,
+    start: asyncio.Event,
+    mode: str = "x",
+) -> list[Hold]:
+    """``rounds`` times: ``async with lock as lease``, take the guard, hold, give it back.
+    ``lock`` is any async context manager yielding a lease (``fencing_token``)."""
+    holds: list[Hold] = []
+    await start.wait()
+    for n in range(1, rounds + 1):
+        async with lock as lease:  # type: ignore[attr-defined]
+            taken = await guard.enter(zk, who, mode, n)
+            began = time.monotonic()
+            await asyncio.sleep(hold)
+            ended = time.monotonic()
+            if taken is not None:
+                await zk.delete(taken)
+        holds.append(
+            Hold("python", who, began, ended, mode=mode,
+                 token=getattr(lease, "fencing_token", None), guard_ok=taken is not None)
+        )
+    return holds
+
+
+# --- InterProcessMutex <-> Lock --------------------------------------------------------------
+
+
+async def test_mutex_curator_and_zkwarden_alternate_without_overlap(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """2 Curator InterProcessMutex JVMs and 4 zkwarden Lock sessions on one path: 280
+    acquisitions, no guard ever found taken, no two holds intersecting on the common
+    clock, every contender served all its rounds, the hold passing between the languages
+    many times, and the fencing tokens (the lock nodes' czxids, read by Java after it
+    acquired, from the create reply in Python) strictly increasing in hold order."""
+    from zkwarden.recipes.lock import Lock
+
+    connect = zk_server.connect_string
+    path, guard = f"{zk_path}/lock", Guard(node=f"{zk_path}/guard")
+    java_ids, py_ids = ["j1", "j2"], ["p1", "p2", "p3", "p4"]
+    java_rounds, py_rounds_each, hold = 60, 40, 0.002
+    clients = Clients(connect)
+    zks = await clients.open(len(py_ids))
+    await zks[0].ensure_path(zk_path)
+    peers = recipe_tool.start_many(
+        "mutex", connect, path, java_ids, rounds=java_rounds, hold_ms=2, guard=guard.node,
+        wait_go=True,
+    )
+    try:
+        start = asyncio.Event()
+        workers = [
+            asyncio.create_task(
+                py_rounds(zk, Lock(zk, path, identifier=who), who, py_rounds_each, hold, guard, start)
+            )
+            for zk, who in zip(zks, py_ids, strict=True)
+        ]
+        for peer in peers:
+            peer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            py_holds = [h for hs in await asyncio.gather(*workers) for h in hs]
+        done = [await in_thread(peer.until_done) for peer in peers]
+    finally:
+        close_all(peers)
+        await clients.close()
+
+    holds = py_holds + [h for peer in peers for h in java_holds(peer)]
+    java_overlaps = sum(int(d["overlaps"]) for d in done)
+    overlaps = java_overlaps + len(guard.failures) + intersecting(holds)
+    passes = handoffs(holds)
+    summary = record(
+        Row("InterProcessMutex <-> Lock", len(java_ids), len(py_ids), len(holds), overlaps,
+            f"{passes} java<->python handoffs")
+    )
+    assert overlaps == 0, f"{summary}; {guard.failures}"
+    assert len(holds) == len(java_ids) * java_rounds + len(py_ids) * py_rounds_each, summary
+    assert served(holds) == {
+        **{j: java_rounds for j in java_ids}, **{p: py_rounds_each for p in py_ids}
+    }, summary
+    assert passes >= 10, f"the languages did not alternate: {summary}"
+    tokens = [h.token for h in sorted(holds, key=lambda h: h.start)]
+    assert None not in tokens, summary
+    assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens), (
+        f"fencing tokens not strictly increasing in hold order: {summary}"
+    )
