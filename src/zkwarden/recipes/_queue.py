@@ -170,6 +170,8 @@ class QueueLock:
         _paths.validate(path)
         self._zk = zk
         self.path = path
+        #: where the nodes are queued (a semaphore queues its leases below its path)
+        self._parent = path
         self.identifier = identifier
         self._marker = marker
         self._order = order or (lambda child: sort_key(child, marker))
@@ -243,9 +245,9 @@ class QueueLock:
             async with timer:
                 while True:
                     node = await protected_create(
-                        self._zk, self.path, self._marker, self._data, self._janitor)
+                        self._zk, self._parent, self._marker, self._data, self._janitor)
                     try:
-                        await wait_turn(self._zk, node, self.path, self._order, self._predicate)
+                        await self._wait(node)
                         return node
                     except Requeue as why:
                         log.info("queueing again on %s: %s", self.path, why)
@@ -257,6 +259,10 @@ class QueueLock:
             if isinstance(exc, TimeoutError) and timer.expired():
                 return None
             raise
+
+    async def _wait(self, node: OwnNode) -> None:
+        """Hook: return once ``node`` is granted; raise :class:`Requeue` to start over."""
+        await wait_turn(self._zk, node, self._parent, self._order, self._predicate)
 
     def _abandon(self, node: OwnNode | None) -> None:
         if node is None:
@@ -343,10 +349,10 @@ class QueueLock:
             ConnectionLossError, SessionExpiredError, ClientClosedError, NoAuthError.
         """
         try:
-            children: list[str] = await self._zk.get_children(self.path)
+            children: list[str] = await self._zk.get_children(self._parent)
         except NoNodeError:
             return []
-        return [_paths.join(self.path, c) for c in sorted(children, key=self._order)]
+        return [_paths.join(self._parent, c) for c in sorted(children, key=self._order)]
 
     async def contenders(self) -> list[str]:
         """The identifiers of every node in the queue, first (the holder) first, read from
