@@ -18,8 +18,9 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -275,7 +276,7 @@ class Guard:
 
 async def py_rounds(
     zk: AsyncClient,
-    lock: object,
+    hold_one: Callable[[], AbstractAsyncContextManager[Any]],
     who: str,
     rounds: int,
     hold: float,
@@ -283,12 +284,12 @@ async def py_rounds(
     start: asyncio.Event,
     mode: str = "x",
 ) -> list[Hold]:
-    """``rounds`` times: ``async with lock as lease``, take the guard, hold, give it back.
-    ``lock`` is any async context manager yielding a lease (``fencing_token``)."""
+    """``rounds`` times: ``async with hold_one() as lease`` (a lock lease, a leadership
+    term), take the guard, hold, give the guard back."""
     holds: list[Hold] = []
     await start.wait()
     for n in range(1, rounds + 1):
-        async with lock as lease:  # type: ignore[attr-defined]
+        async with hold_one() as lease:
             taken = await guard.enter(zk, who, mode, n)
             began = time.monotonic()
             await asyncio.sleep(hold)
@@ -300,6 +301,31 @@ async def py_rounds(
                  token=getattr(lease, "fencing_token", None), guard_ok=taken is not None)
         )
     return holds
+
+
+def always(lock: AbstractAsyncContextManager[Any]) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """The same lock object for every round."""
+    return lambda: lock
+
+
+def max_gap(holds: list[Hold]) -> float:
+    """The longest time nobody held, between the first hold and the last (seconds)."""
+    ordered = sorted(holds, key=lambda h: h.start)
+    gap, reach = 0.0, ordered[0].end if ordered else 0.0
+    for hold in ordered[1:]:
+        gap = max(gap, hold.start - reach)
+        reach = max(reach, hold.end)
+    return gap
+
+
+def check_tokens(holds: list[Hold], summary: str) -> None:
+    """Fencing tokens strictly increase from one holder to the next."""
+    tokens = [h.token for h in sorted(holds, key=lambda h: h.start)]
+    known = [t for t in tokens if t is not None]
+    assert len(known) == len(tokens), f"a hold without a token: {summary}"
+    assert known == sorted(known) and len(set(known)) == len(known), (
+        f"fencing tokens not strictly increasing in hold order: {summary}"
+    )
 
 
 # --- InterProcessMutex <-> Lock --------------------------------------------------------------
@@ -330,7 +356,8 @@ async def test_mutex_curator_and_zkwarden_alternate_without_overlap(
         start = asyncio.Event()
         workers = [
             asyncio.create_task(
-                py_rounds(zk, Lock(zk, path, identifier=who), who, py_rounds_each, hold, guard, start)
+                py_rounds(zk, always(Lock(zk, path, identifier=who)), who, py_rounds_each, hold,
+                          guard, start)
             )
             for zk, who in zip(zks, py_ids, strict=True)
         ]
@@ -358,8 +385,134 @@ async def test_mutex_curator_and_zkwarden_alternate_without_overlap(
         **{j: java_rounds for j in java_ids}, **{p: py_rounds_each for p in py_ids}
     }, summary
     assert passes >= 10, f"the languages did not alternate: {summary}"
-    tokens = [h.token for h in sorted(holds, key=lambda h: h.start)]
-    assert None not in tokens, summary
-    assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens), (
-        f"fencing tokens not strictly increasing in hold order: {summary}"
+    check_tokens(holds, summary)
+
+
+# --- LeaderLatch <-> LeaderLatch -------------------------------------------------------------
+
+
+def _ids(participants: list[Event]) -> list[tuple[str, bool]]:
+    return [(str(p["id"]), bool(p["leader"])) for p in participants]
+
+
+async def test_latch_participants_agree_across_languages(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator LeaderLatch and zkwarden LeaderLatch on one path: Java's getParticipants()
+    lists the Python ids in queue order with exactly one leader, Python's participants()
+    lists the Java ids, and leadership passes Java -> Python -> Python -> Java as each
+    leader closes, with each side agreeing on who leads at every step."""
+    from zkwarden.recipes.latch import LeaderLatch
+
+    connect = zk_server.connect_string
+    path = f"{zk_path}/latch"
+    clients = Clients(connect)
+    zk1, zk2 = await clients.open(2)
+    first = recipe_tool.start("latch", connect, path, id="java-A")
+    last: RecipePeer | None = None
+    steps = 0
+    try:
+        await in_thread(first.expect_event, "isLeader")
+        p1, p2 = LeaderLatch(zk1, path, identifier="py-1"), LeaderLatch(zk2, path, identifier="py-2")
+        await asyncio.wait_for(p1.start(), BOUND)
+        await asyncio.wait_for(p2.start(), BOUND)
+        seen = await in_thread(first.request, "participants", "participants")
+        assert _ids(seen["participants"]) == [("java-A", True), ("py-1", False), ("py-2", False)]
+        assert seen["has_leadership"] is True
+        assert await p1.participants() == ["java-A", "py-1", "py-2"]
+        assert not p1.is_leader and not p2.is_leader
+        steps += 1
+
+        # The Java leader leaves: py-1 leads, and a new Java latch queues behind py-2.
+        await in_thread(first.request, "close", "closed")
+        assert await p1.wait_leader(BOUND)
+        last = recipe_tool.start("latch", connect, path, id="java-B")
+        await in_thread(last.expect_event, "started")
+        seen = await in_thread(last.request, "participants", "participants")
+        assert _ids(seen["participants"]) == [("py-1", True), ("py-2", False), ("java-B", False)]
+        assert seen["leader"] == "py-1" and seen["has_leadership"] is False
+        assert p1.is_leader and not p2.is_leader
+        assert await p2.leader() == "py-1"
+        steps += 1
+
+        await asyncio.wait_for(p1.close(), BOUND)
+        assert await p2.wait_leader(BOUND)
+        seen = await in_thread(last.request, "participants", "participants")
+        assert _ids(seen["participants"]) == [("py-2", True), ("java-B", False)]
+        assert seen["has_leadership"] is False
+        steps += 1
+
+        await asyncio.wait_for(p2.close(), BOUND)
+        await in_thread(last.expect_event, "isLeader")
+        seen = await in_thread(last.request, "participants", "participants")
+        assert _ids(seen["participants"]) == [("java-B", True)] and seen["has_leadership"]
+        assert await p2.participants() == ["java-B"]
+        steps += 1
+        # Curator's view from outside (no participation) agrees.
+        assert _ids(await in_thread(recipe_tool.participants, connect, path)) == [("java-B", True)]
+    finally:
+        close_all([first] + ([last] if last else []))
+        await clients.close()
+    record(Row("LeaderLatch participants", 2, 2, steps, 0, "getParticipants() lists py ids"))
+
+
+@asynccontextmanager
+async def latch_term(zk: AsyncClient, path: str, who: str) -> Any:
+    """One zkwarden LeaderLatch term: start, lead, close."""
+    from zkwarden.recipes.latch import LeaderLatch
+
+    latch = LeaderLatch(zk, path, identifier=who)
+    await asyncio.wait_for(latch.start(), BOUND)
+    try:
+        async with latch.leadership(timeout=BOUND) as term:
+            yield term
+    finally:
+        await latch.close()
+
+
+async def test_latch_one_leader_at_a_time_across_languages(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """2 Curator and 2 zkwarden participants each join a LeaderLatch, lead (holding the
+    guard), close and join again, 20 times each: never two leaders (guard and common
+    clock), everyone leads every time it joined, terms pass between the languages, the
+    terms' tokens (latch nodes' czxids) increase."""
+    connect = zk_server.connect_string
+    path, guard = f"{zk_path}/latch", Guard(node=f"{zk_path}/guard")
+    java_ids, py_ids, rounds = ["j1", "j2"], ["p1", "p2"], 20
+    clients = Clients(connect)
+    zks = await clients.open(len(py_ids))
+    await zks[0].ensure_path(zk_path)
+    peers = recipe_tool.start_many(
+        "latch", connect, path, java_ids, rounds=rounds, hold_ms=3, guard=guard.node, wait_go=True
     )
+    try:
+        start = asyncio.Event()
+        workers = [
+            asyncio.create_task(
+                py_rounds(zk, lambda zk=zk, who=who: latch_term(zk, path, who), who, rounds,
+                          0.003, guard, start)
+            )
+            for zk, who in zip(zks, py_ids, strict=True)
+        ]
+        for peer in peers:
+            peer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            py_holds = [h for hs in await asyncio.gather(*workers) for h in hs]
+        done = [await in_thread(peer.until_done) for peer in peers]
+    finally:
+        close_all(peers)
+        await clients.close()
+
+    holds = py_holds + [h for peer in peers for h in java_holds(peer)]
+    overlaps = sum(int(d["overlaps"]) for d in done) + len(guard.failures) + intersecting(holds)
+    passes = handoffs(holds)
+    summary = record(
+        Row("LeaderLatch <-> LeaderLatch", len(java_ids), len(py_ids), len(holds), overlaps,
+            f"{passes} handoffs, max leaderless gap {max_gap(holds) * 1000:.0f} ms")
+    )
+    assert overlaps == 0, f"{summary}; {guard.failures}"
+    assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
+    assert passes >= 5, f"the languages did not alternate: {summary}"
+    check_tokens(holds, summary)
