@@ -15,9 +15,10 @@ intersecting intervals, and each test prints its row of the interop matrix (``py
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -236,6 +237,22 @@ async def test_harness_two_curator_mutexes_never_overlap_and_a_held_guard_is_cau
         assert done3["overlaps"] == 1, peer.events
         [overlap] = peer.named("overlap")
         assert overlap["holder"] == "intruder"
+
+
+async def as_awaitable(value: bool) -> bool:
+    return value
+
+
+async def _equals(got: Awaitable[object], expected: object) -> bool:
+    return await got == expected
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = BOUND) -> None:
+    """Poll ``check()`` until it is true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        await asyncio.sleep(0.01)
 
 
 # --- zkwarden participants -----------------------------------------------------------------
@@ -490,8 +507,8 @@ async def test_latch_one_leader_at_a_time_across_languages(
         start = asyncio.Event()
         workers = [
             asyncio.create_task(
-                py_rounds(zk, lambda zk=zk, who=who: latch_term(zk, path, who), who, rounds,
-                          0.003, guard, start)
+                py_rounds(zk, functools.partial(latch_term, zk, path, who), who, rounds, 0.003,
+                          guard, start)
             )
             for zk, who in zip(zks, py_ids, strict=True)
         ]
@@ -516,3 +533,131 @@ async def test_latch_one_leader_at_a_time_across_languages(
     assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
     assert passes >= 5, f"the languages did not alternate: {summary}"
     check_tokens(holds, summary)
+
+
+# --- LeaderSelector <-> LeaderElection -------------------------------------------------------
+
+
+async def py_election(
+    zk: AsyncClient, path: str, who: str, rounds: int, hold: float, guard: Guard,
+    start: asyncio.Event,
+) -> list[Hold]:
+    """A zkwarden LeaderElection (auto-requeue) that leads ``rounds`` terms, holding the
+    guard in each, then stops."""
+    from zkwarden.recipes.election import LeaderElection, LeadershipTerm
+
+    holds: list[Hold] = []
+    election = LeaderElection(zk, path, identifier=who)
+
+    async def lead(term: LeadershipTerm) -> None:
+        n = len(holds) + 1
+        taken = await guard.enter(zk, who, "x", n)
+        began = time.monotonic()
+        await asyncio.sleep(hold)
+        ended = time.monotonic()
+        if taken is not None:
+            await zk.delete(taken)
+        holds.append(Hold("python", who, began, ended, token=term.fencing_token,
+                          guard_ok=taken is not None))
+        if len(holds) >= rounds:
+            election.stop()
+
+    await start.wait()
+    await asyncio.wait_for(election.run(lead), BOUND)
+    return holds
+
+
+async def test_selector_and_election_take_turns(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator LeaderSelector (setId, autoRequeue) and zkwarden LeaderElection on one
+    path. First the views: with a Python leader, a Java selector and a Python waiter
+    queued, Curator's getParticipants() and zkwarden's participants() list the same ids in
+    the same order with the Python leader first; the turn then goes Python -> Java ->
+    Python. Then 2 + 2 participants lead 20 terms each: never two leaders (guard, common
+    clock), everyone served, terms passing between the languages."""
+    from zkwarden.recipes.election import LeaderElection, LeadershipTerm
+
+    connect = zk_server.connect_string
+    clients = Clients(connect)
+    zks = await clients.open(2)
+
+    # The views, and one turn each.
+    path, guard = f"{zk_path}/views", Guard(node=f"{zk_path}/views-guard")
+    await zks[0].ensure_path(zk_path)
+    order: list[tuple[float, str]] = []
+    release = asyncio.Event()
+
+    async def lead_until_released(term: LeadershipTerm) -> None:
+        order.append((time.monotonic(), term.identifier))
+        await release.wait()
+
+    async def lead_once(term: LeadershipTerm) -> None:
+        order.append((time.monotonic(), term.identifier))
+
+    first = LeaderElection(zks[0], path, identifier="py-1", requeue=False)
+    second = LeaderElection(zks[1], path, identifier="py-2", requeue=False)
+    running = [asyncio.create_task(first.run(lead_until_released))]
+    selector: RecipePeer | None = None
+    try:
+        await until(lambda: as_awaitable(first.is_leader), "py-1 leads")
+        selector = recipe_tool.start(
+            "selector", connect, path, id="java-S", rounds=1, hold_ms=50, guard=guard.node
+        )
+        await until(
+            lambda: _equals(first.participants(), ["py-1", "java-S"]), "java-S queued"
+        )
+        running.append(asyncio.create_task(second.run(lead_once)))
+        await until(
+            lambda: _equals(first.participants(), ["py-1", "java-S", "py-2"]), "py-2 queued"
+        )
+        java_view = _ids(await in_thread(recipe_tool.participants, connect, path, "selector"))
+        assert java_view == [("py-1", True), ("java-S", False), ("py-2", False)]
+        assert await second.participants() == ["py-1", "java-S", "py-2"]
+        assert await second.leader() == "py-1"
+        release.set()
+        await in_thread(selector.until_done)
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(*running)
+    finally:
+        release.set()
+        for task in running:
+            task.cancel()
+        if selector is not None:
+            selector.close()
+    order += [(float(e["t"]), str(e["id"])) for e in selector.named("acquired")]
+    assert [who for _, who in sorted(order)] == ["py-1", "java-S", "py-2"], order
+
+    # Many turns.
+    path, guard = f"{zk_path}/election", Guard(node=f"{zk_path}/guard")
+    java_ids, py_ids, rounds = ["j1", "j2"], ["p1", "p2"], 20
+    peers = recipe_tool.start_many(
+        "selector", connect, path, java_ids, rounds=rounds, hold_ms=3, guard=guard.node,
+        wait_go=True,
+    )
+    try:
+        start = asyncio.Event()
+        workers = [
+            asyncio.create_task(py_election(zk, path, who, rounds, 0.003, guard, start))
+            for zk, who in zip(zks, py_ids, strict=True)
+        ]
+        for peer in peers:
+            peer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            py_holds = [h for hs in await asyncio.gather(*workers) for h in hs]
+        done = [await in_thread(peer.until_done) for peer in peers]
+    finally:
+        close_all(peers)
+        await clients.close()
+
+    holds = py_holds + [h for peer in peers for h in java_holds(peer)]
+    overlaps = sum(int(d["overlaps"]) for d in done) + len(guard.failures) + intersecting(holds)
+    passes = handoffs(holds)
+    summary = record(
+        Row("LeaderSelector <-> LeaderElection", len(java_ids) + 1, len(py_ids) + 2,
+            len(holds) + 3, overlaps, f"{passes} handoffs; getParticipants() lists py ids")
+    )
+    assert overlaps == 0, f"{summary}; {guard.failures}"
+    assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
+    assert passes >= 5, f"the languages did not alternate: {summary}"
