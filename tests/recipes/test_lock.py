@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -15,9 +16,35 @@ from zkwarden import AsyncClient
 from zkwarden.errors import LeaseLostError, LockReentryError, NodeExistsError
 from zkwarden.recipes._curator import REVOKE
 from zkwarden.recipes.lock import Lock
-from zkwarden.testing import ZooKeeperServer
+from zkwarden.testing import FaultProxy, ZooKeeperServer, expire_session_async
 
 from .conftest import ClientFactory
+
+
+@pytest.fixture
+def fault_proxy_recipes(recipe_server: ZooKeeperServer) -> Iterator[FaultProxy]:
+    """A FaultProxy of this test alone in front of ``recipe_server``."""
+    with FaultProxy(recipe_server.connect_string) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def reaping_server() -> Iterator[ZooKeeperServer]:
+    """A server that reaps empty containers every 100 ms (ZooKeeperServer has no option for
+    the ``znode.container.checkIntervalMs`` system property: the JVM reads it from
+    JAVA_TOOL_OPTIONS, which the server process inherits)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAVA_TOOL_OPTIONS", "-Dznode.container.checkIntervalMs=100")
+    server = ZooKeeperServer(max_session_timeout=20.0)
+    try:
+        server.start()
+    finally:
+        mp.undo()
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 NAME = re.compile(r"^_c_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}-lock-\d{10}$")
 
@@ -28,6 +55,25 @@ async def children(zk: AsyncClient, path: str) -> list[str]:
     except Exception:  # noqa: BLE001 - NoNode: a reaped container counts as empty
         return []
     return names
+
+
+async def poll(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await condition():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def count_is(zk: AsyncClient, path: str, count: int) -> None:
+    """Wait until ``path`` has ``count`` children (or more)."""
+
+    async def enough() -> bool:
+        return len(await children(zk, path)) >= count
+
+    await poll(enough)
 
 
 async def wait_empty(zk: AsyncClient, path: str, timeout: float = 5.0) -> None:
@@ -76,8 +122,7 @@ async def test_layout_data_and_contenders(make_client: ClientFactory, zk_path: s
             assert lease.fencing_token == stat.czxid
             assert (await zk.exists(zk_path)).ephemeral_owner == 0  # type: ignore[union-attr]
             waiter = asyncio.create_task(b.acquire())
-            while len(await zk.get_children(zk_path)) < 2:
-                await asyncio.sleep(0.01)
+            await count_is(zk, zk_path, 2)
             assert await a.contenders() == ["worker-1", "worker-2"]
         assert await waiter
         assert await b.contenders() == ["worker-2"]
@@ -201,3 +246,270 @@ async def test_node_deleted_under_holder_is_lost(make_client: ClientFactory, zk_
             await other.delete(lease.node_path)
             await asyncio.wait_for(lease.lost.wait(), 5)
             assert not lease.held
+
+
+# --- cancellation --------------------------------------------------------------------------
+
+
+async def _cancel_after(task: asyncio.Task[bool], iterations: int, delay: float) -> None:
+    for _ in range(iterations):
+        await asyncio.sleep(0)
+    if delay:
+        await asyncio.sleep(delay)
+    task.cancel()
+
+
+async def test_cancellation_at_every_await_point_uncontended(
+    make_client: ClientFactory, zk_path: str
+) -> None:
+    """Cancel acquire() after n event-loop iterations (n = 0..59) and after short real
+    delays: either it finished (and the hold is real: our node, first in the queue) or it
+    was cancelled and nothing of ours is left, at once."""
+    zk = await make_client()
+    observer = await make_client()
+    lock = Lock(zk, zk_path)
+    outcomes = {"cancelled": 0, "acquired": 0}
+    points = [(n, 0.0) for n in range(60)] + [(0, d / 1000) for d in range(0, 12)]
+    async with asyncio.timeout(60):
+        for iterations, delay in points:
+            task = asyncio.create_task(lock.acquire())
+            await _cancel_after(task, iterations, delay)
+            try:
+                acquired = await task
+            except asyncio.CancelledError:
+                outcomes["cancelled"] += 1
+                assert not lock.is_acquired and lock.lease is None
+                assert await children(observer, zk_path) == [], "a cancelled acquire left its node"
+                continue
+            assert acquired
+            outcomes["acquired"] += 1
+            lease = lock.lease
+            assert lease is not None and not lease.lost.is_set()
+            names = await observer.get_children(zk_path)
+            assert names == [lease.node_path.rsplit("/", 1)[1]]
+            await lock.release()
+            assert await children(observer, zk_path) == []
+    print(f"\ncancellation points (uncontended): {outcomes}")
+    assert outcomes["cancelled"] > 1 and outcomes["acquired"] > 1
+    assert await lock.acquire(timeout=2)  # still works
+    await lock.release()
+
+
+async def test_cancellation_at_every_await_point_while_queued(
+    make_client: ClientFactory, zk_path: str
+) -> None:
+    holder_zk, zk, observer = await make_client(), await make_client(), await make_client()
+    holder = Lock(holder_zk, zk_path)
+    waiter = Lock(zk, zk_path)
+    async with asyncio.timeout(60):
+        assert await holder.acquire(timeout=2)
+        held = holder.lease.node_path.rsplit("/", 1)[1]  # type: ignore[union-attr]
+        points = [(n, 0.0) for n in range(60)] + [(0, d / 200) for d in range(1, 10)]
+        for iterations, delay in points:
+            task = asyncio.create_task(waiter.acquire())
+            await _cancel_after(task, iterations, delay)
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not waiter.is_acquired
+            assert await observer.get_children(zk_path) == [held], (iterations, delay)
+        # and through acquire's own timeout and an outer asyncio.timeout
+        for t in (0.0, 0.001, 0.003, 0.01, 0.05):
+            assert await waiter.acquire(timeout=t) is False
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(t):
+                    await waiter.acquire()
+            assert await observer.get_children(zk_path) == [held]
+        await holder.release()
+        assert await waiter.acquire(timeout=2)
+        await waiter.release()
+        await wait_empty(observer, zk_path)
+
+
+# --- faults around the create and the session ----------------------------------------------
+
+
+async def test_connection_loss_between_create_and_reply(
+    make_client: ClientFactory, zk_path: str, fault_proxy_recipes: FaultProxy
+) -> None:
+    """The create reaches the server, its reply never reaches us (the connection is reset
+    while the reply is held back): the protected create finds its node again, no orphan."""
+    proxy = fault_proxy_recipes
+    observer = await make_client()
+    zk = await make_client(proxy.connect_string)
+    await observer.create(zk_path, b"", container=True)
+    lock = Lock(zk, zk_path, identifier="through-proxy")
+    async with asyncio.timeout(20):
+        proxy.blackhole("downstream")
+        task = asyncio.create_task(lock.acquire())
+        await count_is(observer, zk_path, 1)
+        assert not task.done()
+        proxy.reset()
+        proxy.pass_through()
+        assert await task
+        names = await observer.get_children(zk_path)
+        assert len(names) == 1, f"orphan: {names}"
+        assert lock.lease.node_path.endswith(names[0])  # type: ignore[union-attr]
+        await lock.release()
+        assert await children(observer, zk_path) == []
+        # the lock still works for everybody
+        other = Lock(observer, zk_path)
+        assert await other.acquire(timeout=2)
+        await other.release()
+
+
+async def test_corrupt_create_reply_leaves_no_orphan(
+    make_client: ClientFactory, zk_path: str, fault_proxy_recipes: FaultProxy
+) -> None:
+    proxy = fault_proxy_recipes
+    observer = await make_client()
+    zk = await make_client(proxy.connect_string)
+    await observer.create(zk_path, b"", container=True)
+    lock = Lock(zk, zk_path)
+    async with asyncio.timeout(20):
+        proxy.corrupt_next_reply_body()  # the create's reply is the next with a body
+        assert await lock.acquire(timeout=10)
+        assert zk.reconnects >= 1
+        assert len(await observer.get_children(zk_path)) == 1
+        await lock.release()
+        assert await children(observer, zk_path) == []
+
+
+async def test_create_reply_lost_then_session_expired(
+    make_client: ClientFactory, zk_path: str, fault_proxy_recipes: FaultProxy,
+    recipe_server: ZooKeeperServer,
+) -> None:
+    """The reply is lost and the session expires before we are back: the node went with
+    the old session; a new one is created on the new session; nothing is orphaned."""
+    proxy = fault_proxy_recipes
+    observer = await make_client()
+    zk = await make_client(proxy.connect_string, session_timeout=2.0)
+    await observer.create(zk_path, b"", container=True)
+    lock = Lock(zk, zk_path)
+    async with asyncio.timeout(30):
+        first_session = zk.session_id
+        proxy.blackhole("downstream")
+        task = asyncio.create_task(lock.acquire())
+        await count_is(observer, zk_path, 1)
+        await expire_session_async(first_session, zk.session_password,  # type: ignore[arg-type]
+                                   hosts=recipe_server.connect_string)
+        proxy.reset()
+        proxy.pass_through()
+        assert await task
+        assert zk.session_id != first_session
+        names = await observer.get_children(zk_path)
+        assert len(names) == 1, names
+        stat = await observer.exists(f"{zk_path}/{names[0]}")
+        assert stat is not None and stat.ephemeral_owner == zk.session_id
+        await lock.release()
+        assert await children(observer, zk_path) == []
+
+
+async def test_waiter_session_expiry_does_not_block_queue(
+    make_client: ClientFactory, zk_path: str
+) -> None:
+    a_zk, b_zk, c_zk = await make_client(), await make_client(), await make_client()
+    a, b, c = Lock(a_zk, zk_path, "a"), Lock(b_zk, zk_path, "b"), Lock(c_zk, zk_path, "c")
+    async with asyncio.timeout(30):
+        assert await a.acquire(timeout=2)
+        b_task = asyncio.create_task(b.acquire())
+        await count_is(a_zk, zk_path, 2)
+        c_task = asyncio.create_task(c.acquire())
+        await count_is(a_zk, zk_path, 3)
+        b_session = b_zk.session_id
+        await expire_session_async(b_zk)
+        # b queues again on its new session, behind c
+
+        async def requeued() -> bool:
+            return b_zk.session_id != b_session and await a.contenders() == ["a", "c", "b"]
+
+        await poll(requeued, 10)
+        await a.release()
+        assert await asyncio.wait_for(c_task, 5)
+        assert not b_task.done()
+        await c.release()
+        assert await asyncio.wait_for(b_task, 5)
+        assert b.lease.session_id == b_zk.session_id  # type: ignore[union-attr]
+        await b.release()
+        await wait_empty(a_zk, zk_path)
+
+
+async def test_holder_blackholed_is_told_lost_before_next_holder(
+    make_client: ClientFactory, zk_path: str, fault_proxy_recipes: FaultProxy
+) -> None:
+    """The holder's network drops for longer than its session timeout. It presumes LOST
+    after one session timeout without a server (lease.lost), which is before the server
+    expires the session and so before the next holder can be granted."""
+    proxy = fault_proxy_recipes
+    timeout = 2.0
+    holder_zk = await make_client(proxy.connect_string, session_timeout=timeout)
+    waiter_zk = await make_client()
+    holder, waiter = Lock(holder_zk, zk_path, "holder"), Lock(waiter_zk, zk_path, "waiter")
+    async with asyncio.timeout(30):
+        assert await holder.acquire(timeout=2)
+        lease = holder.lease
+        assert lease is not None
+        waiting = asyncio.create_task(waiter.acquire())
+        await count_is(waiter_zk, zk_path, 2)
+        start = time.monotonic()
+        proxy.blackhole("both")
+        await asyncio.wait_for(lease.uncertain.wait(), timeout * 2)
+        t_uncertain = time.monotonic() - start
+        await asyncio.wait_for(lease.lost.wait(), timeout * 3)
+        t_lost = time.monotonic() - start
+        assert await asyncio.wait_for(waiting, timeout * 5)
+        t_next = time.monotonic() - start
+        proxy.pass_through()
+        print(f"\nholder blackholed (session {timeout}s): uncertain at {t_uncertain:.3f}s, "
+              f"lost at {t_lost:.3f}s, next holder at {t_next:.3f}s, "
+              f"gap {t_next - t_lost:.3f}s (overlap {max(0.0, t_lost - t_next):.3f}s)")
+        assert t_uncertain < t_lost < t_next
+        await holder.release()  # a lost lease releases quietly
+        assert lease.released.is_set()
+        await waiter.release()
+
+
+# --- the directory: stray children, reaped containers ----------------------------------------
+
+
+async def test_stray_children_ordered_by_whole_name(make_client: ClientFactory, zk_path: str) -> None:
+    zk, other = await make_client(), await make_client()
+    await zk.create(zk_path, b"", container=True)
+    # names without "lock-" sort by their whole name (Curator): after any digits...
+    await zk.create(f"{zk_path}/zzz", b"stray")
+    await zk.create(f"{zk_path}/3fa2c1d0e9b84f7a__lock__0000000004", b"kazoo")
+    a, b = Lock(zk, zk_path, "a"), Lock(other, zk_path, "b")
+    async with asyncio.timeout(10):
+        assert await a.acquire(timeout=2)  # the strays sort after "00000000xx": not holders
+        assert await b.acquire(timeout=0.3) is False
+        assert await a.contenders() == ["a", "kazoo", "stray"]
+        await a.release()
+        assert await b.acquire(timeout=2)
+        await b.release()
+        # ...and before them when the whole name sorts lower: then it blocks everyone, as it
+        # would block Curator (both sides agree on who is first)
+        await zk.create(f"{zk_path}/0000000000", b"")
+        assert await a.acquire(timeout=0.5) is False
+        await zk.delete(f"{zk_path}/0000000000")
+        assert await a.acquire(timeout=2)
+        await a.release()
+        assert sorted(await zk.get_children(zk_path)) == [
+            "3fa2c1d0e9b84f7a__lock__0000000004", "zzz"]
+
+
+async def test_container_parent_reaped_and_recreated(
+    reaping_server: ZooKeeperServer, zk_path: str
+) -> None:
+    async with AsyncClient(reaping_server.connect_string, session_timeout=4.0) as zk:
+        lock = Lock(zk, zk_path)
+        tokens = []
+        async with asyncio.timeout(20):
+            for _ in range(2):
+                async with lock as lease:
+                    tokens.append(lease.fencing_token)
+                    first = lease.node_path.rsplit("-", 1)[1]
+                deadline = time.monotonic() + 10
+                while await zk.exists(zk_path) is not None:  # the server reaps the container
+                    assert time.monotonic() < deadline, "container not reaped"
+                    await asyncio.sleep(0.05)
+            assert first == "0000000000"  # the sequence started again in the new parent
+            assert tokens[0] < tokens[1]  # the czxid did not

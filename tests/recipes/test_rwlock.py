@@ -15,15 +15,13 @@ from zkwarden.errors import LockReentryError, NodeExistsError
 from zkwarden.recipes.rwlock import ReadWriteLock, rw_order
 
 from .conftest import ClientFactory
-from .test_lock import wait_empty
+from .test_lock import count_is, wait_empty
 
 UUID = r"_c_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}-"
 
 
 async def wait_children(zk: AsyncClient, path: str, count: int) -> None:
-    async with asyncio.timeout(5):
-        while len(await zk.get_children(path)) < count:
-            await asyncio.sleep(0.01)
+    await count_is(zk, path, count)
 
 
 async def test_layout_and_order(make_client: ClientFactory, zk_path: str) -> None:

@@ -251,8 +251,8 @@ class QueueLock:
                         return node
                     except Requeue as why:
                         log.info("queueing again on %s: %s", self.path, why)
-                    stale, node = node, None
-                    await delete_until_gone(self._zk, stale)
+                    await delete_until_gone(self._zk, node)  # (gone with its session, mostly)
+                    node = None
         except BaseException as exc:
             self._abandon(node)
             await self._settle()
