@@ -661,3 +661,151 @@ async def test_selector_and_election_take_turns(
     assert overlaps == 0, f"{summary}; {guard.failures}"
     assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
     assert passes >= 5, f"the languages did not alternate: {summary}"
+
+
+# --- InterProcessReadWriteLock <-> ReadWriteLock ----------------------------------------------
+
+
+def _rw_figures(holds: list[Hold], guard: Guard, done: list[Event]) -> tuple[int, int]:
+    """(overlaps, the most readers at once) over both languages."""
+    overlaps = sum(int(d["overlaps"]) for d in done) + len(guard.failures)
+    overlaps += intersecting(holds, conflicts="rw")
+    readers = max_concurrent([h for h in holds if h.mode == "read"])
+    return overlaps, readers
+
+
+async def test_rwlock_java_writer_python_readers_and_the_reverse(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator InterProcessReadWriteLock and zkwarden ReadWriteLock on one path. Phase A:
+    a Curator writer among 3 zkwarden readers; phase B: a zkwarden writer among 2 Curator
+    readers. A writer never coexists with anyone (its guard child alone in the guard
+    directory; no intersecting interval), readers do share (several at once), everyone is
+    served all its rounds."""
+    from zkwarden.recipes.rwlock import ReadWriteLock
+
+    connect = zk_server.connect_string
+    clients = Clients(connect)
+    zks = await clients.open(4)
+    await zks[0].ensure_path(zk_path)
+    path_a, guard_a = f"{zk_path}/rw-a", Guard(directory=f"{zk_path}/guard-a", limit=99)
+    path_b, guard_b = f"{zk_path}/rw-b", Guard(directory=f"{zk_path}/guard-b", limit=99)
+    rounds = 15
+    # All three JVMs start at once (their start-up is the slow part), each waiting for "go".
+    writer, *readers = recipe_tool.start_many(
+        "rwlock", connect, path_a, ["jw"], mode="write", rounds=rounds, hold_ms=5,
+        guard_dir=guard_a.directory, wait_go=True,
+    ) + recipe_tool.start_many(
+        "rwlock", connect, path_b, ["jr1", "jr2"], mode="read", rounds=rounds, hold_ms=10,
+        guard_dir=guard_b.directory, wait_go=True,
+    )
+    try:
+        # Phase A: Java writer, Python readers.
+        start = asyncio.Event()
+        workers = [
+            asyncio.create_task(
+                py_rounds(zk, always(ReadWriteLock(zk, path_a, identifier=who).read), who,
+                          rounds, 0.010, guard_a, start, mode="read")
+            )
+            for zk, who in zip(zks[:3], ["pr1", "pr2", "pr3"], strict=True)
+        ]
+        writer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            holds_a = [h for hs in await asyncio.gather(*workers) for h in hs]
+        done_a = [await in_thread(writer.until_done)]
+        holds_a += java_holds(writer)
+
+        # Phase B: Python writer, Java readers.
+        start = asyncio.Event()
+        rw = ReadWriteLock(zks[3], path_b, identifier="pw")
+        worker = asyncio.create_task(
+            py_rounds(zks[3], always(rw.write), "pw", rounds, 0.005, guard_b, start, mode="write")
+        )
+        for peer in readers:
+            peer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            holds_b = await worker
+        done_b = [await in_thread(peer.until_done) for peer in readers]
+        holds_b += [h for peer in readers for h in java_holds(peer)]
+    finally:
+        close_all([writer, *readers])
+        await clients.close()
+
+    overlaps_a, readers_a = _rw_figures(holds_a, guard_a, done_a)
+    overlaps_b, readers_b = _rw_figures(holds_b, guard_b, done_b)
+    summary_a = record(
+        Row("RWLock: Java writer, Py readers", 1, 3, len(holds_a), overlaps_a,
+            f"up to {readers_a} readers at once, {handoffs(holds_a)} handoffs")
+    )
+    summary_b = record(
+        Row("RWLock: Py writer, Java readers", 2, 1, len(holds_b), overlaps_b,
+            f"up to {readers_b} readers at once, {handoffs(holds_b)} handoffs")
+    )
+    assert overlaps_a == 0, f"{summary_a}; {guard_a.failures}"
+    assert overlaps_b == 0, f"{summary_b}; {guard_b.failures}"
+    assert served(holds_a) == {w: rounds for w in ["jw", "pr1", "pr2", "pr3"]}, summary_a
+    assert served(holds_b) == {w: rounds for w in ["pw", "jr1", "jr2"]}, summary_b
+    assert readers_a >= 2 and readers_b >= 2, f"readers never shared: {summary_a} / {summary_b}"
+    # The writers did get in between readers (not only before or after all of them).
+    for holds, summary in ((holds_a, summary_a), (holds_b, summary_b)):
+        assert handoffs(holds) >= 2, f"the languages did not alternate: {summary}"
+
+
+# --- InterProcessSemaphoreV2 <-> Semaphore ----------------------------------------------------
+
+
+async def test_semaphore_never_more_than_n_holders_across_languages(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator InterProcessSemaphoreV2 (2 JVMs) and zkwarden Semaphore (3 sessions) with
+    max 2 leases on one path, 20 leases each: never more than 2 holders (each holder's
+    guard child and the common clock), 2 at once reached, everyone served, the leases
+    passing between the languages."""
+    from zkwarden.recipes.semaphore import Semaphore
+
+    connect = zk_server.connect_string
+    max_leases, rounds = 2, 20
+    path = f"{zk_path}/sem"
+    guard = Guard(directory=f"{zk_path}/guard", limit=max_leases)
+    java_ids, py_ids = ["j1", "j2"], ["p1", "p2", "p3"]
+    clients = Clients(connect)
+    zks = await clients.open(len(py_ids))
+    await zks[0].ensure_path(zk_path)
+    peers = recipe_tool.start_many(
+        "semaphore", connect, path, java_ids, max=max_leases, rounds=rounds, hold_ms=5,
+        guard_dir=guard.directory, wait_go=True,
+    )
+    try:
+        start = asyncio.Event()
+        workers = [
+            asyncio.create_task(
+                py_rounds(zk, always(Semaphore(zk, path, max_leases, identifier=who)), who,
+                          rounds, 0.005, guard, start, mode="lease")
+            )
+            for zk, who in zip(zks, py_ids, strict=True)
+        ]
+        for peer in peers:
+            peer.go()
+        start.set()
+        async with asyncio.timeout(BOUND):
+            py_holds = [h for hs in await asyncio.gather(*workers) for h in hs]
+        done = [await in_thread(peer.until_done) for peer in peers]
+    finally:
+        close_all(peers)
+        await clients.close()
+
+    holds = py_holds + [h for peer in peers for h in java_holds(peer, mode="lease")]
+    most = max_concurrent(holds)
+    overlaps = sum(int(d["overlaps"]) for d in done) + len(guard.failures)
+    overlaps += max(0, most - max_leases)
+    passes = handoffs(holds)
+    summary = record(
+        Row(f"SemaphoreV2 (max {max_leases}) <-> Semaphore", len(java_ids), len(py_ids),
+            len(holds), overlaps, f"up to {most} holders at once, {passes} handoffs")
+    )
+    assert overlaps == 0, f"{summary}; {guard.failures}"
+    assert most == max_leases, f"the semaphore never had {max_leases} holders: {summary}"
+    assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
+    assert passes >= 5, f"the languages did not alternate: {summary}"
