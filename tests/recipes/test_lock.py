@@ -131,9 +131,9 @@ async def test_layout_data_and_contenders(make_client: ClientFactory, zk_path: s
 
 
 async def test_mutual_exclusion_many_clients(make_client: ClientFactory, zk_path: str) -> None:
-    clients = [await make_client() for _ in range(4)]
+    clients = [await make_client() for _ in range(5)]
     guard = Guard(clients[0], f"{zk_path}-guard")
-    rounds = 25
+    rounds = 40
     tokens: list[int] = []
 
     async def contender(i: int, zk: AsyncClient) -> None:
@@ -262,14 +262,15 @@ async def _cancel_after(task: asyncio.Task[bool], iterations: int, delay: float)
 async def test_cancellation_at_every_await_point_uncontended(
     make_client: ClientFactory, zk_path: str
 ) -> None:
-    """Cancel acquire() after n event-loop iterations (n = 0..59) and after short real
-    delays: either it finished (and the hold is real: our node, first in the queue) or it
+    """Cancel acquire() after n event-loop iterations and after real delays in 0.1 ms steps: either it finished (and the hold is real: our node, first in the queue) or it
     was cancelled and nothing of ours is left, at once."""
     zk = await make_client()
     observer = await make_client()
     lock = Lock(zk, zk_path)
     outcomes = {"cancelled": 0, "acquired": 0}
-    points = [(n, 0.0) for n in range(60)] + [(0, d / 1000) for d in range(0, 12)]
+    # an uncontended acquire takes ~2-3 ms here (create, getChildren): 0.1 ms steps put a
+    # cancellation inside each request in flight and between them
+    points = [(n, 0.0) for n in range(20)] + [(0, d / 10000) for d in range(80)]
     async with asyncio.timeout(60):
         for iterations, delay in points:
             task = asyncio.create_task(lock.acquire())
@@ -304,7 +305,8 @@ async def test_cancellation_at_every_await_point_while_queued(
     async with asyncio.timeout(60):
         assert await holder.acquire(timeout=2)
         held = holder.lease.node_path.rsplit("/", 1)[1]  # type: ignore[union-attr]
-        points = [(n, 0.0) for n in range(60)] + [(0, d / 200) for d in range(1, 10)]
+        # create, getChildren, getData (arming the watch on the predecessor), waiting
+        points = [(n, 0.0) for n in range(20)] + [(0, d / 10000) for d in range(100)]
         for iterations, delay in points:
             task = asyncio.create_task(waiter.acquire())
             await _cancel_after(task, iterations, delay)
@@ -465,6 +467,39 @@ async def test_holder_blackholed_is_told_lost_before_next_holder(
         assert t_uncertain < t_lost < t_next
         await holder.release()  # a lost lease releases quietly
         assert lease.released.is_set()
+        await waiter.release()
+
+
+async def test_suspended_holder_is_uncertain_then_trusted_again(
+    make_client: ClientFactory, zk_path: str, fault_proxy_recipes: FaultProxy
+) -> None:
+    """A drop shorter than the session timeout: SUSPENDED makes the hold uncertain (nothing
+    deleted, nobody else gets the lock), the reconnect re-checks the node and trusts it."""
+    proxy = fault_proxy_recipes
+    holder_zk = await make_client(proxy.connect_string, session_timeout=4.0)
+    waiter_zk = await make_client()
+    holder, waiter = Lock(holder_zk, zk_path), Lock(waiter_zk, zk_path)
+    async with asyncio.timeout(30):
+        assert await holder.acquire(timeout=2)
+        lease = holder.lease
+        assert lease is not None and lease.held
+        waiting = asyncio.create_task(waiter.acquire())
+        await count_is(waiter_zk, zk_path, 2)
+        proxy.blackhole("both")
+        await asyncio.wait_for(lease.uncertain.wait(), 4)
+        assert not lease.held and not lease.lost.is_set()
+        proxy.pass_through()
+
+        async def trusted() -> bool:
+            return not lease.uncertain.is_set()
+
+        await poll(trusted, 6)
+        assert lease.held and not lease.lost.is_set()
+        assert not waiting.done()
+        stat = await waiter_zk.exists(lease.node_path)
+        assert stat is not None and stat.ephemeral_owner == holder_zk.session_id
+        await holder.release()
+        assert await asyncio.wait_for(waiting, 5)
         await waiter.release()
 
 
