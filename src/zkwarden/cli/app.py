@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-path", help="registry root (default: the format's)")
     _duration(p)
 
+    from .decode import add_arguments as decode_arguments
+
+    decode_arguments(verb("decode", "read ZooKeeper traffic from a pcap/pcapng capture"))
+
     verbs.add_parser(
         "agent", add_help=False,
         help="the sidecar: `zkwarden agent -c agent.toml` (needs the agent extra; "
@@ -221,6 +225,10 @@ def _verb_for(args: argparse.Namespace) -> Verb:
 
     if args.command == "acl":
         return shell.cmd_acl_get if args.acl_command == "get" else shell.cmd_acl_set
+    if args.command == "decode":
+        from .decode import cmd_decode
+
+        return cmd_decode
     if args.command == "demo":
         from .demo import cmd_demo
 
