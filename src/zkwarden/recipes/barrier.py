@@ -94,6 +94,9 @@ class Barrier:
     """Curator's DistributedBarrier: while ``<path>`` exists, :meth:`wait_on_barrier` waits.
 
     ``data`` is the node's content (default: Curator's, the local IP address).
+
+    Raises:
+        InvalidPathError: ``path`` is not a valid absolute path.
     """
 
     def __init__(self, zk: AsyncClient, path: str, *, data: bytes | None = None) -> None:
@@ -175,6 +178,7 @@ class DoubleBarrier:
 
     Raises:
         InvalidArgumentError: ``members`` below 1.
+        InvalidPathError: ``path`` is not a valid absolute path.
     """
 
     def __init__(
