@@ -108,15 +108,19 @@ async def leader_body(mon: Monitor, who: str, zk: AsyncClient, guard: str,
             created = True
         except NodeExistsError:
             mon.guard_conflicts.append(who)
+        except ZooKeeperError:  # e.g. the connection dropped: go on leading until cancelled
+            pass
         if hold is None:
             await asyncio.Event().wait()
         else:
             await asyncio.sleep(hold)
     finally:
         mon.stopped(who, term.fencing_token)
-        if created:
-            with contextlib.suppress(ZooKeeperError, TimeoutError):
-                async with asyncio.timeout(1.0):
+        with contextlib.suppress(ZooKeeperError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                # a create cancelled in flight may have been applied: ours if our session's
+                stat = await zk.exists(guard)
+                if created or (stat is not None and stat.ephemeral_owner == zk.session_id):
                     await zk.delete(guard)
 
 
