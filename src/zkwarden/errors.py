@@ -16,6 +16,7 @@ __all__ = (
     "RecipeError",
     "LockReentryError",
     "LeaseLostError",
+    "CounterOutcomeUnknownError",
     "ClientError",
     "InvalidPathError",
     "ConfigurationError",
@@ -392,3 +393,8 @@ class LockReentryError(RecipeError):
 
 class LeaseLostError(RecipeError):
     """A lock, lease or leadership was lost (its session expired or its node vanished)."""
+
+
+class CounterOutcomeUnknownError(RecipeError):
+    """A counter write's reply was lost together with its session, and the node changed
+    meanwhile: whether the write was applied cannot be known (it was not repeated)."""

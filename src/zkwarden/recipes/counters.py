@@ -43,6 +43,7 @@ from ..errors import (
     BadVersionError,
     ClientClosedError,
     ConnectionLossError,
+    CounterOutcomeUnknownError,
     InvalidArgumentError,
     NodeExistsError,
     NoNodeError,
@@ -64,11 +65,6 @@ log = logging.getLogger("zkwarden.recipes")
 _PAUSE = 0.05
 #: values kept for a ``changes()`` consumer that falls behind (the oldest are dropped)
 _MAX_QUEUED = 1000
-
-
-class CounterOutcomeUnknownError(RecipeError):
-    """A counter write's reply was lost together with its session, and the node changed
-    meanwhile: whether the write was applied cannot be known (it was not repeated)."""
 
 
 @dataclass(frozen=True, slots=True)
