@@ -118,6 +118,8 @@ class _Conn:
         self.client = HalfStream(self._client_frame, self._client_plausible, self._note)
         self.server = HalfStream(self._server_frame, self._server_plausible, self._note)
         self.client.first = self._four_letter_word
+        self.client.big_limit = decoder.options.max_buffer
+        self.client.on_big = self._big_request
         self.pending: dict[int, tuple[Frame, ops.Request]] = {}
         self.pipeline: deque[int] = deque()
         self.pings: deque[Frame] = deque()
@@ -192,6 +194,18 @@ class _Conn:
             self.decoder._add(self, "request", None, f"4lw:{word}", 4)
             return True
         return False
+
+    def _big_request(self, length: int, head: bytes) -> None:
+        """A request frame above jute.maxbuffer: report it from its header alone."""
+        xid, opcode = _HEADER.unpack_from(head) if len(head) >= 8 else (None, -1)
+        path = None
+        if len(head) >= 12:
+            try:
+                path = Reader(head, 8).string() or None
+            except ProtocolError:
+                path = None
+        self.decoder._add(self, "request", xid, opcode_name(opcode), length, path=path,
+                          details={"incomplete": True})
 
     def _note(self, message: str) -> None:
         self.decoder._add(self, "note", None, "note", 0, details={"message": message})

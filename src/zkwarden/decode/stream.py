@@ -37,7 +37,7 @@ class HalfStream:
 
     __slots__ = ("next_seq", "_ooo", "_ooo_bytes", "buf", "synced", "_emit", "_plausible",
                  "_note", "retransmissions", "gaps", "skipped", "frames", "raw", "_time",
-                 "fin", "first")
+                 "fin", "first", "big_limit", "on_big", "_big_seen")
 
     def __init__(self, emit: Emit, plausible: Plausible, note: Note) -> None:
         self.next_seq: int | None = None
@@ -58,6 +58,11 @@ class HalfStream:
         # called once with the first 4 bytes of a stream captured from its start: True
         # makes it raw (a four-letter-word command and its text answer)
         self.first: Callable[[bytes], bool] | None = None
+        # a frame longer than big_limit is announced by its header, before it is complete
+        # (a server drops the connection on such a request: the rest may never come)
+        self.big_limit = MAX_FRAME
+        self.on_big: Callable[[int, bytes], None] | None = None
+        self._big_seen = False
 
     def syn(self, seq: int) -> None:
         """The SYN was captured: the stream starts in sync at ``seq + 1``."""
@@ -193,7 +198,14 @@ class HalfStream:
                 continue
             stop = pos + 4 + length
             if stop > end:
+                if length > self.big_limit and not self._big_seen and self.on_big:
+                    self._big_seen = True
+                    self.on_big(length, bytes(buf[pos + 4:min(end, pos + 4 + 4096)]))
                 break
+            if self._big_seen:
+                self._big_seen = False
+                pos = stop  # announced already; the whole frame adds nothing
+                continue
             self.frames += 1
             emit(bytes(buf[pos + 4:stop]), time)
             pos = stop
