@@ -215,7 +215,20 @@ async def test_lead_error_propagates_after_release(make_client, zk_path):
     assert await blocker is None
 
 
-async def test_cancelling_run_leaves_no_node(make_client, zk_path):
+class _CreateSignals(AsyncClient):
+    """A client that says when a create has been handed to the connection."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.create_started = asyncio.Event()
+
+    async def create(self, *args: object, **kwargs: object):  # type: ignore[override]
+        self.create_started.set()  # the request is written before the caller runs again
+        return await super().create(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_cancelling_run_leaves_no_node(make_client, zk_path,
+                                             recipe_server: ZooKeeperServer):
     """run() cancelled at many points: while its create is in flight, while queued behind
     a leader, while leading. Every time: lead cancelled (if it ran), no node left."""
     observer = await make_client()
@@ -251,7 +264,24 @@ async def test_cancelling_run_leaves_no_node(make_client, zk_path):
             async with asyncio.timeout(10):
                 await task
         assert await _ids(observer, path) == [], f"a node left after {delay}s"
-    # 3. queued behind a leader, then while leading
+    # 3. exactly while the create is in flight (sent, reply not yet read): the node may
+    # exist on the server, and only the find-and-delete by its uuid can remove it
+    flighty = _CreateSignals(recipe_server.connect_string, session_timeout=4.0)
+    await flighty.start()
+    try:
+        for attempt in range(5):
+            election = LeaderElection(flighty, path, identifier=f"f{attempt}")
+            flighty.create_started.clear()
+            task = asyncio.create_task(election.run(lead))
+            await asyncio.wait_for(flighty.create_started.wait(), 5.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                async with asyncio.timeout(10):
+                    await task
+            assert await _ids(observer, path) == [], f"a node left by in-flight create {attempt}"
+    finally:
+        await flighty.close()
+    # 4. queued behind a leader, then while leading
     holder_run = asyncio.create_task(holder.run(lambda term: asyncio.sleep(30)))
     await wait_until(lambda: holder.is_leader, 5.0, "holder leads")
     leading.clear()
