@@ -9,7 +9,9 @@ directory and lists it: a writer seeing anyone else, a reader seeing a writer, o
 N holders, is an overlap; of any set of holders that coexist, the last to create its child
 sees all the others. Both languages time their holds on CLOCK_MONOTONIC (Java's nanoTime,
 Python's time.monotonic), so the holds also go on one timeline and are checked for
-intersecting intervals, and each test prints its row of the interop matrix (``pytest -s``).
+intersecting intervals, and each test prints its row of the interop matrix (``pytest -s``;
+the whole matrix is printed again at the end of the module). For the counters, the
+"acquisitions" column counts operations and "overlaps" lost or doubled updates.
 """
 
 from __future__ import annotations
@@ -76,12 +78,12 @@ MATRIX: list[Row] = []
 
 
 def _header() -> str:
-    return f"{'recipe':<34} {'java':>4} {'python':>6} {'acquisitions':>12} {'overlaps':>8}  note"
+    return f"{'recipe':<40} {'java':>4} {'python':>6} {'acquisitions':>12} {'overlaps':>8}  note"
 
 
 def _line(row: Row) -> str:
     return (
-        f"{row.recipe:<34} {row.java:>4} {row.python:>6} {row.acquisitions:>12} "
+        f"{row.recipe:<40} {row.java:>4} {row.python:>6} {row.acquisitions:>12} "
         f"{row.overlaps:>8}  {row.note}"
     )
 
@@ -809,3 +811,172 @@ async def test_semaphore_never_more_than_n_holders_across_languages(
     assert most == max_leases, f"the semaphore never had {max_leases} holders: {summary}"
     assert served(holds) == {w: rounds for w in java_ids + py_ids}, summary
     assert passes >= 5, f"the languages did not alternate: {summary}"
+
+
+# --- SharedCount <-> SharedCount, DistributedAtomicLong <-> AtomicCounter ---------------------
+
+
+async def test_shared_count_read_and_written_from_both_sides(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator SharedCount and zkwarden SharedCount on one node: the node created by either
+    side holds 4 big-endian bytes the other reads (the creator's seed wins); values set on
+    one side reach the other (Curator's listener, zkwarden's changes()), negatives
+    included; a compare-and-set with a stale version fails on both sides; and 100 + 100
+    concurrent compare-and-set increments from both languages lose nothing."""
+    from zkwarden.recipes.counters import SharedCount
+
+    connect = zk_server.connect_string
+    py_first, java_first = f"{zk_path}/py-first", f"{zk_path}/java-first"
+    async with AsyncClient(connect, session_timeout=SESSION) as zk:
+        count = SharedCount(zk, py_first, default=5)
+        await asyncio.wait_for(count.start(), BOUND)
+        changes = count.changes()
+        raw, _ = await zk.get(py_first)
+        assert raw == b"\x00\x00\x00\x05"
+        java = recipe_tool.start("sharedcount", connect, py_first, seed=99)
+        other = recipe_tool.start("sharedcount", connect, java_first, seed=-7)
+        ops = 0
+        try:
+            assert java.events[-1]["value"] == 5  # zkwarden's seed, not Curator's
+            raw, _ = await zk.get(java_first)
+            assert raw == b"\xff\xff\xff\xf9"  # Curator's seed -7, as Curator wrote it
+            mirror = SharedCount(zk, java_first, default=1000)
+            await asyncio.wait_for(mirror.start(), BOUND)
+            assert mirror.count == -7
+            await mirror.close()
+            ops += 2
+
+            # Java sets, zkwarden sees it through its watch.
+            await in_thread(java.request, "set 7", "set")
+            async with asyncio.timeout(BOUND):
+                async for value in changes:
+                    if value == 7:
+                        break
+            assert await count.get() == 7
+            # zkwarden sets, Curator's listener sees it.
+            await count.set(-123456)
+            await in_thread(java.expect_event, "changed", BOUND, lambda e: e["value"] == -123456)
+            assert (await in_thread(java.request, "get", "value"))["value"] == -123456
+            ops += 2
+
+            # Compare-and-set with stale versions fails on both sides.
+            snapshot = await in_thread(java.request, "snapshot", "value")
+            stale = await count.get_versioned()
+            assert stale.version == snapshot["version"]
+            assert await count.try_set(42, stale.version)
+            assert (await in_thread(java.request, "trySet 43", "trySet"))["ok"] is False
+
+            async def java_sees_42() -> bool:
+                return bool((await in_thread(java.request, "get", "value"))["value"] == 42)
+
+            await until(java_sees_42, "Curator reads zkwarden's 42")
+            assert not await count.try_set(44, stale.version)
+            await in_thread(java.request, "snapshot", "value")
+            assert (await in_thread(java.request, "trySet 45", "trySet"))["ok"] is True
+            assert not await count.try_set(46, (await count.get_versioned()).version - 1)
+            assert await count.get() == 45
+            ops += 5
+
+            # Concurrent increments by compare-and-set, 100 from each language.
+            each, retries = 100, 0
+
+            async def py_increments() -> None:
+                nonlocal retries
+                for _ in range(each):
+                    while True:
+                        current = await count.get_versioned()
+                        if await count.try_set(current.value + 1, current.version):
+                            break
+                        retries += 1
+
+            java.send(f"increment {each}")
+            async with asyncio.timeout(BOUND):
+                await py_increments()
+            incremented = await in_thread(java.expect_event, "incremented")
+            final = await count.get()
+            ops += 2 * each
+        finally:
+            close_all([java, other])
+            await count.close()
+    lost = 45 + 2 * each - final
+    summary = record(
+        Row("SharedCount <-> SharedCount", 2, 1, ops, lost,
+            f"final {final}; CAS retries java {incremented['retries']}, python {retries}")
+    )
+    assert final == 45 + 2 * each, f"lost updates: {summary}"
+
+
+async def test_atomic_long_read_and_written_from_both_sides(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """Curator DistributedAtomicLong and zkwarden AtomicCounter on one node: 8 big-endian
+    bytes, empty data read as 0 by both, values beyond 32 bits and negative values read
+    alike, compareAndSet with a stale expectation failing on both sides, and 150 + 150
+    concurrent increments from both languages adding up exactly."""
+    from zkwarden.recipes.counters import AtomicCounter
+
+    connect = zk_server.connect_string
+    path = f"{zk_path}/counter"
+    async with AsyncClient(connect, session_timeout=SESSION) as zk:
+        await zk.create(path, b"", makepath=True)  # empty data: 0 for both
+        counter = AtomicCounter(zk, path)
+        java = recipe_tool.start("atomiclong", connect, path)
+        ops = 0
+        try:
+            assert (await in_thread(java.request, "get", "result"))["post"] == 0
+            assert (await counter.get()).post_value == 0
+
+            got = await in_thread(java.request, "increment", "result")
+            assert got["succeeded"] and (got["pre"], got["post"]) == (0, 1)
+            raw, _ = await zk.get(path)
+            assert raw == (1).to_bytes(8, "big")  # Curator's 8 bytes
+            assert (await counter.get()).post_value == 1
+
+            big = await counter.add(2**40)
+            assert big.succeeded and big.post_value == 2**40 + 1
+            got = await in_thread(java.request, "get", "result")
+            assert got["post"] == 2**40 + 1  # zkwarden's 8 bytes, as Curator reads them
+            ops += 4
+
+            # compareAndSet: stale expectations fail on both sides.
+            got = await in_thread(java.request, f"cas {2**40 + 1} -5", "result")
+            assert got["succeeded"]
+            stale = await counter.compare_and_set(2**40 + 1, 0)
+            assert not stale.succeeded and stale.pre_value == -5
+            ok = await counter.compare_and_set(-5, -10)
+            assert ok.succeeded
+            got = await in_thread(java.request, "cas -5 0", "result")
+            assert not got["succeeded"]
+            assert (await in_thread(java.request, "get", "result"))["post"] == -10
+            ops += 5
+
+            # Concurrent increments: 150 from each language.
+            each, failures, conflicts = 150, 0, 0
+
+            async def py_increments() -> None:
+                nonlocal failures, conflicts
+                for _ in range(each):
+                    while True:
+                        result = await counter.increment()
+                        conflicts += result.attempts - 1
+                        if result.succeeded:
+                            break
+                        failures += 1
+
+            java.send(f"increment {each}")
+            async with asyncio.timeout(BOUND):
+                await py_increments()
+            await in_thread(java.expect_event, "incremented")
+            final = (await counter.get()).post_value
+            java_final = (await in_thread(java.request, "get", "result"))["post"]
+            ops += 2 * each
+        finally:
+            java.close()
+            await counter.close()
+    lost = -10 + 2 * each - final
+    summary = record(
+        Row("DistributedAtomicLong <-> AtomicCounter", 1, 1, ops, lost,
+            f"final {final}; python conflicts {conflicts}, gave up {failures}")
+    )
+    assert final == java_final == -10 + 2 * each, f"lost or doubled updates: {summary}"
