@@ -207,3 +207,47 @@ def test_random_bytes_after_a_pcap_header_are_clean_errors(data: bytes, keep: in
         decode_stream(io.BytesIO(header + data))
     except CaptureError as exc:
         assert str(exc)
+
+
+def _to_pcapng(pcap: bytes, order: str = "<") -> bytes:
+    """The same packets as a pcapng file: SHB, IDB (nanosecond ticks), EPBs."""
+    import struct
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\x00" * (-len(body) % 4)
+        n = len(body) + 12
+        return struct.pack(order + "II", btype, n) + body + struct.pack(order + "I", n)
+
+    out = block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    tsresol = struct.pack(order + "HH", 9, 1) + b"\x09\x00\x00\x00" + b"\x00" * 4
+    out += block(1, struct.pack(order + "HHI", 1, 0, 262144) + tsresol)
+    pos = 24
+    while pos < len(pcap):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", pcap, pos)
+        data = pcap[pos + 16:pos + 16 + incl]
+        pos += 16 + incl
+        ticks = sec * 10**9 + usec * 1000
+        out += block(6, struct.pack(order + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF,
+                                    incl, orig) + data)
+    return out
+
+
+def test_pcapng_in_either_byte_order_decodes_like_pcap() -> None:
+    pcap = _pcap(_conversation(), segments=11)
+    frames = decode_stream(io.BytesIO(pcap)).frames
+    want = [(f.op, f.path, f.xid, round(f.time, 6)) for f in frames]
+    assert len(want) == 42
+    for order in ("<", ">"):
+        got = decode_stream(io.BytesIO(_to_pcapng(pcap, order)))
+        assert [(f.op, f.path, f.xid, round(f.time, 6)) for f in got.frames] == want
+
+
+def test_cli_summary_counts_operations(tmp_path: object, capsys: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "c.pcap"
+    path.write_bytes(_pcap(_conversation(20)))
+    assert main(["decode", str(path), "--summary"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "session 0x100000434530000: 1 connections" in out
+    assert "getData 20" in out and "findings: none" in out
