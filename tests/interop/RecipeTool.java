@@ -46,6 +46,12 @@
 //       DistributedAtomicLong(PATH). stdin: "get", "increment", "add D", "cas E N",
 //       "set V" (forceSet), "initialize V", each -> "result" {op, succeeded, pre, post};
 //       "increment K" -> "incremented" {count, failures} after K increments.
+//   barrier CONNECT PATH
+//       DistributedBarrier(PATH). stdin: "set" -> "set"; "remove" -> "removed"; "wait MS" ->
+//       waitOnBarrier(MS) in a thread of its own, then "passed" {ok}.
+//   doublebarrier CONNECT PATH --id ID --members N [--hold-ms M] [--wait-go]
+//       DistributedDoubleBarrier(PATH, N): "entering"; enter(timeout) -> "entered" {ok}; hold M
+//       ms; "leaving"; leave(timeout) -> "left" {ok}; "done".
 //   participants CONNECT PATH --kind latch|selector
 //       Prints "participants" {participants: [{id, leader}]} as Curator's getParticipants() sees
 //       them, without taking part.
@@ -70,6 +76,8 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.atomic.AtomicValue;
 import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
+import org.apache.curator.framework.recipes.barriers.DistributedBarrier;
+import org.apache.curator.framework.recipes.barriers.DistributedDoubleBarrier;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.leader.LeaderLatchListener;
 import org.apache.curator.framework.recipes.leader.LeaderSelector;
@@ -704,6 +712,75 @@ public final class RecipeTool {
         }
     }
 
+    static void barrier(Args args) throws Exception {
+        String path = args.pos(1);
+        try (CuratorFramework client = connect(args.pos(0), args)) {
+            startStdin();
+            emit("ready");
+            // DistributedBarrier's methods are synchronized: a waiting one would block set and
+            // remove, so every command gets a barrier object of its own.
+            while (true) {
+                String command = COMMANDS.take();
+                if (command.equals(EOF)) {
+                    break;
+                }
+                String[] words = command.split(" ");
+                switch (words[0]) {
+                    case "set":
+                        new DistributedBarrier(client, path).setBarrier();
+                        emit("set");
+                        break;
+                    case "remove":
+                        new DistributedBarrier(client, path).removeBarrier();
+                        emit("removed");
+                        break;
+                    case "wait": {
+                        long ms = Long.parseLong(words[1]);
+                        Thread waiter = new Thread(() -> {
+                            try {
+                                boolean ok = new DistributedBarrier(client, path)
+                                        .waitOnBarrier(ms, TimeUnit.MILLISECONDS);
+                                emit("passed", "ok", ok);
+                            } catch (Exception e) {
+                                fail("waitOnBarrier: " + e);
+                            }
+                        }, "barrier-wait");
+                        waiter.setDaemon(true);
+                        waiter.start();
+                        emit("waiting");
+                        break;
+                    }
+                    default:
+                        fail("unknown command " + command);
+                }
+            }
+        }
+    }
+
+    static void doublebarrier(Args args) throws Exception {
+        String path = args.pos(1);
+        String id = args.str("id", null);
+        int members = args.integer("members", null);
+        int hold = args.integer("hold-ms", 0);
+        int timeout = args.integer("timeout-ms", 60000);
+        try (CuratorFramework client = connect(args.pos(0), args)) {
+            startStdin();
+            emit("ready", "id", id);
+            if (!awaitGo(args)) {
+                return;
+            }
+            DistributedDoubleBarrier barrier = new DistributedDoubleBarrier(client, path, members);
+            emit("entering", "id", id);
+            boolean entered = barrier.enter(timeout, TimeUnit.MILLISECONDS);
+            emit("entered", "id", id, "ok", entered);
+            sleepMs(hold);
+            emit("leaving", "id", id);
+            boolean left = barrier.leave(timeout, TimeUnit.MILLISECONDS);
+            emit("left", "id", id, "ok", left);
+            emit("done", "id", id);
+        }
+    }
+
     static void participants(Args args) throws Exception {
         String path = args.pos(1);
         String kind = args.str("kind", "latch");
@@ -727,7 +804,7 @@ public final class RecipeTool {
 
     public static void main(String[] argv) {
         if (argv.length == 0) {
-            fail("usage: RecipeTool mutex|selector|latch|rwlock|semaphore|sharedcount|atomiclong|participants ...");
+            fail("usage: RecipeTool mutex|selector|latch|rwlock|semaphore|sharedcount|atomiclong|barrier|doublebarrier|participants ...");
         }
         Args args = new Args(argv);
         try {
@@ -752,6 +829,12 @@ public final class RecipeTool {
                     break;
                 case "atomiclong":
                     atomiclong(args);
+                    break;
+                case "barrier":
+                    barrier(args);
+                    break;
+                case "doublebarrier":
+                    doublebarrier(args);
                     break;
                 case "participants":
                     participants(args);

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -139,7 +140,9 @@ class RecipePeer(_LineProcess):
             CuratorToolError: nothing within ``timeout``, the process ended, it printed
                 something that is not JSON, or an ``error`` event.
         """
-        line = self.next_line(timeout)
+        return self._parse(self.next_line(timeout))
+
+    def _parse(self, line: str) -> Event:
         try:
             event = json.loads(line)
         except ValueError:
@@ -166,6 +169,24 @@ class RecipePeer(_LineProcess):
             event = self.next_event(timeout)
             if event["event"] == name and (where is None or where(event)):
                 return event
+
+    def drain(self, quiet: float) -> list[Event]:
+        """Every event printed until none came for ``quiet`` seconds (all kept in
+        :attr:`events` too); nothing at all is fine.
+
+        Raises:
+            CuratorToolError: see :meth:`next_event` (not for the quiet period).
+        """
+        seen: list[Event] = []
+        while True:
+            try:
+                line = self._lines.get(timeout=quiet)
+            except queue.Empty:
+                return seen
+            if not isinstance(line, str):  # the end of output: next_line reports it
+                self._lines.put(line)
+                self.next_line()
+            seen.append(self._parse(str(line)))
 
     def go(self) -> None:
         """Start the rounds of a peer started with ``wait_go``."""

@@ -980,3 +980,82 @@ async def test_atomic_long_read_and_written_from_both_sides(
             f"final {final}; python conflicts {conflicts}, gave up {failures}")
     )
     assert final == java_final == -10 + 2 * each, f"lost or doubled updates: {summary}"
+
+
+# --- DistributedBarrier <-> Barrier, DistributedDoubleBarrier <-> DoubleBarrier ---------------
+
+
+async def test_barriers_with_members_of_both_languages(
+    recipe_tool: RecipeTool, zk_server: ZooKeeperServer, zk_path: str
+) -> None:
+    """A barrier set by one language holds the other's waiter until it is removed (both
+    ways); a double barrier of 2 Curator and 2 zkwarden members lets nobody in before the
+    last member arrives and nobody out before the last member leaves."""
+    from zkwarden.recipes.barrier import Barrier, DoubleBarrier
+
+    connect = zk_server.connect_string
+    clients = Clients(connect)
+    zk1, zk2 = await clients.open(2)
+    java_barrier = recipe_tool.start("barrier", connect, f"{zk_path}/barrier")
+    members = recipe_tool.start_many(
+        "doublebarrier", connect, f"{zk_path}/double", ["j1", "j2"], members=4, wait_go=True
+    )
+    try:
+        # zkwarden sets, Curator waits.
+        barrier = Barrier(zk1, f"{zk_path}/barrier")
+        await barrier.set_barrier()
+        await in_thread(java_barrier.request, "wait 60000", "waiting")
+        early = await in_thread(java_barrier.drain, 0.3)
+        assert not early, f"Curator passed a barrier zkwarden set: {early}"
+        removed_at = time.monotonic()
+        await barrier.remove_barrier()
+        passed = await in_thread(java_barrier.expect_event, "passed")
+        assert passed["ok"] and passed["t"] >= removed_at
+        # Curator sets, zkwarden waits.
+        await in_thread(java_barrier.request, "set", "set")
+        assert not await barrier.wait_on_barrier(timeout=0.3)
+        waiter = asyncio.create_task(barrier.wait_on_barrier(timeout=BOUND))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await in_thread(java_barrier.request, "remove", "removed")
+        assert await asyncio.wait_for(waiter, BOUND)
+
+        # Double barrier, 4 members: the Java two and p1 at once, p2 last (0.5 s later) in
+        # and last out.
+        p1 = DoubleBarrier(zk1, f"{zk_path}/double", members=4)
+        p2 = DoubleBarrier(zk2, f"{zk_path}/double", members=4)
+        times: dict[str, float] = {}
+
+        async def member(b: DoubleBarrier, who: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            times[f"{who} entering"] = time.monotonic()
+            assert await b.enter(timeout=BOUND)
+            times[f"{who} entered"] = time.monotonic()
+            await asyncio.sleep(delay)
+            times[f"{who} leaving"] = time.monotonic()
+            assert await b.leave(timeout=BOUND)
+            times[f"{who} left"] = time.monotonic()
+            await b.close()
+
+        for peer in members:
+            peer.go()
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(member(p1, "p1", 0.0), member(p2, "p2", 0.5))
+        for peer in members:
+            await in_thread(peer.until_done)
+    finally:
+        close_all([java_barrier, *members])
+        await clients.close()
+    for peer in members:
+        [entered], [left] = peer.named("entered"), peer.named("left")
+        assert entered["ok"] and left["ok"], peer.events
+        times[f"{peer.name} entered"] = float(entered["t"])
+        times[f"{peer.name} left"] = float(left["t"])
+    early_in = [k for k, t in times.items() if k.endswith(" entered") and t < times["p2 entering"]]
+    early_out = [k for k, t in times.items() if k.endswith(" left") and t < times["p2 leaving"]]
+    summary = record(
+        Row("Barrier + DoubleBarrier (4 members)", 3, 3, 4 + 8, len(early_in) + len(early_out),
+            "none in before the 4th arrived, none out before the 4th left")
+    )
+    assert not early_in, f"entered before the last member arrived: {early_in}; {summary}"
+    assert not early_out, f"left before the last member left: {early_out}; {summary}"
