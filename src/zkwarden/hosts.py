@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from . import paths
@@ -10,6 +12,12 @@ from .errors import ConfigurationError, InvalidPathError
 __all__ = ("HostPort", "ConnectString", "parse_connect_string", "DEFAULT_PORT")
 
 DEFAULT_PORT = 2181
+
+# A DNS name (RFC 1123 labels; "_" too, which container and service-discovery names use)
+# or a dotted IPv4 address. Anything else (a space, a stray ":", "/") is a typo that would
+# otherwise surface only as "cannot reach ZooKeeper" after the connect timeout.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,7 @@ def _parse_host(item: str) -> HostPort:
         host, port_text = item, ""
     if not host:
         raise ConfigurationError(f"empty host name in {item!r}")
+    _check_host(host, item)
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()):
             raise ConfigurationError(f"bad port in {item!r}")
@@ -63,6 +72,24 @@ def _parse_host(item: str) -> HostPort:
     else:
         port = DEFAULT_PORT
     return HostPort(host, port)
+
+
+def _check_host(host: str, item: str) -> None:
+    """Refuse what cannot be a server address: an IPv6 literal is checked as one (so
+    ``garbage::`` is not taken for an address), a name must be a valid DNS name."""
+    if ":" in host:
+        address, _, zone = host.partition("%")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise ConfigurationError(f"bad IPv6 address {host!r} in {item!r}") from None
+        if "%" in host and not zone:
+            raise ConfigurationError(f"empty IPv6 zone in {item!r}")
+        return
+    if len(host) > 253 or not (host.isascii() and _HOST_NAME.fullmatch(host)):
+        raise ConfigurationError(
+            f"bad host name {host!r} in {item!r} (letters, digits, '-', '.' only)"
+        )
 
 
 def parse_connect_string(text: str) -> ConnectString:

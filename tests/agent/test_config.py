@@ -54,6 +54,19 @@ BAD = [
      "service[0].check.port"),
     ("service = 3\n", "service"),
     ("[zookeeper\nhosts = 1\n", "invalid TOML"),
+    # Timeouts the client could not use: not finite, or over the int32 milliseconds the
+    # wire carries for the session timeout (the client would never connect).
+    ("[zookeeper]\nsession_timeout = inf\n", "zookeeper.session_timeout"),
+    ("[zookeeper]\nsession_timeout = nan\n", "zookeeper.session_timeout"),
+    ("[zookeeper]\nsession_timeout = 1e9\n", "zookeeper.session_timeout"),
+    ("[zookeeper]\nsession_timeout = 2147484\n", "zookeeper.session_timeout"),
+    ('[zookeeper]\nsession_timeout = "600h"\n', "zookeeper.session_timeout"),
+    ("[zookeeper]\nconnect_timeout = inf\n", "zookeeper.connect_timeout"),
+    ("[zookeeper]\nconnect_timeout = 1e12\n", "zookeeper.connect_timeout"),
+    # Addresses that are not addresses.
+    ('[zookeeper]\nhosts = "garbage::"\n', "zookeeper.hosts"),
+    ('[zookeeper]\nhosts = "zz::zz"\n', "zookeeper.hosts"),
+    ('[zookeeper]\nhosts = "zk 1:2181"\n', "zookeeper.hosts"),
 ]
 
 
@@ -69,6 +82,30 @@ def test_bad_config_one_line_naming_the_key_exit_2(
     assert len(lines) == 1, err
     assert lines[0].startswith(f"zkwarden agent: {path}: "), err
     assert key in lines[0], err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[zookeeper]\nsession_timeout = inf\n",
+        "[zookeeper]\nsession_timeout = 1e9\n",
+        '[zookeeper]\nhosts = "zz::zz"\n',
+    ],
+)
+def test_check_refuses_what_the_client_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    assert main(["-c", str(path), "--check"]) == EXIT_CONFIG
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1, out
+
+
+def test_largest_session_timeout_the_wire_carries_is_accepted() -> None:
+    doc = {"zookeeper": {"session_timeout": 2147483.647, "connect_timeout": 3600}}
+    cfg = parse_config(doc)
+    assert cfg.zookeeper.session_timeout == 2147483.647
 
 
 def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

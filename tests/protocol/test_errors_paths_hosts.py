@@ -202,6 +202,8 @@ CONNECT_STRINGS: list[tuple[str, list[tuple[str, int]], str]] = [
     ("[2001:db8::1]:1/chroot", [("2001:db8::1", 1)], "/chroot"),
     ("::1", [("::1", 2181)], ""),  # bare IPv6 without a port
     (" h1:2181 , h2:2182 ", [("h1", 2181), ("h2", 2182)], ""),
+    ("zk_1.svc.cluster.local.:2181", [("zk_1.svc.cluster.local.", 2181)], ""),
+    ("2001:db8::7", [("2001:db8::7", 2181)], ""),
     ("h:65535", [("h", 65535)], ""),
 ]
 
@@ -241,6 +243,18 @@ BAD_CONNECT_STRINGS = [
     "h:2181/a//b",
     "h:2181/a/../b",
     "h:\u00b2",  # a digit to str.isdigit(), not to int()
+    # Not IPv6 literals, although they have two colons: checked, not assumed.
+    "garbage::",
+    "zz::zz",
+    "[zz::zz]:2181",
+    "[::1%]:2181",
+    # Not host names.
+    "zk 1:2181",
+    "h1:2181, zk 2:2181",
+    "h\u00e9:2181",
+    "a..b:2181",
+    "-h:2181",
+    "x" * 254,
 ]
 
 
@@ -253,3 +267,40 @@ def test_bad_connect_strings(text: str) -> None:
 def test_connect_string_must_be_str() -> None:
     with pytest.raises(ConfigurationError):
         parse_connect_string(None)  # type: ignore[arg-type]
+
+
+def test_bad_connect_string_names_the_host() -> None:
+    with pytest.raises(ConfigurationError, match="'zz::zz'"):
+        parse_connect_string("h1:2181,zz::zz")
+    with pytest.raises(ConfigurationError, match="'zk 1'"):
+        parse_connect_string("zk 1:2181")
+
+
+# --- timeouts at the API boundary ---------------------------------------------------------
+
+# The session timeout travels as int32 milliseconds: 2**31 - 1 ms is the most it can be.
+_TOO_LONG = [float("inf"), float("nan"), 1e9, 2147483.648, 1e7, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("value", _TOO_LONG, ids=repr)
+def test_session_timeout_out_of_range_is_a_configuration_error(value: float) -> None:
+    from zkwarden import AsyncClient, Client
+
+    with pytest.raises(ConfigurationError, match="session_timeout"):
+        AsyncClient("127.0.0.1:2181", session_timeout=value)
+    with pytest.raises(ConfigurationError, match="session_timeout"):
+        Client("127.0.0.1:2181", session_timeout=value)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e9, 0.0], ids=repr)
+def test_connect_timeout_out_of_range_is_a_configuration_error(value: float) -> None:
+    from zkwarden import AsyncClient
+
+    with pytest.raises(ConfigurationError, match="connect_timeout"):
+        AsyncClient("127.0.0.1:2181", connect_timeout=value)
+
+
+def test_largest_session_timeout_the_wire_carries_is_accepted() -> None:
+    from zkwarden import AsyncClient
+
+    AsyncClient("127.0.0.1:2181", session_timeout=(2**31 - 1) / 1000)

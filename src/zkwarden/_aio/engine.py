@@ -126,6 +126,13 @@ class SessionEngine:
             if value is not None and not (isinstance(value, (int, float)) and value > 0
                                           and value < 1e9):
                 raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+        # The wire carries the session timeout as int32 milliseconds: above that the
+        # connect request cannot be encoded, and the client would only ever fail to connect.
+        if session_timeout * 1000 > 2**31 - 1:
+            raise ConfigurationError(
+                f"session_timeout must be at most {(2**31 - 1) / 1000} seconds "
+                f"(int32 milliseconds on the wire), got {session_timeout!r}"
+            )
         if not (isinstance(max_queued_events, int) and max_queued_events > 0):
             raise ConfigurationError(f"max_queued_events must be > 0, got {max_queued_events!r}")
         self.hosts = list(parsed.hosts)

@@ -48,6 +48,10 @@ CheckType = Literal["http", "tcp", "command", "none"]
 DEFAULT_LISTEN = "127.0.0.1:8731"
 
 _MISSING: Any = object()
+# The largest session timeout the wire can carry (int32 milliseconds), and the bound the
+# client puts on every other timeout.
+_MAX_SESSION_MS = 2**31 - 1
+_MAX_TIMEOUT = 1e9
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)\s*")
 
@@ -314,7 +318,19 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
     except ZooKeeperError as exc:
         raise r.fail("hosts", str(exc)) from None
     session_timeout = r.duration("session_timeout", 10.0)
+    if session_timeout * 1000 > _MAX_SESSION_MS:
+        # The wire carries it as int32 milliseconds; the client would never connect.
+        raise r.fail(
+            "session_timeout",
+            f"must be at most {_MAX_SESSION_MS / 1000} s (int32 milliseconds on the wire), "
+            f"got {_show(r.table['session_timeout'])}",
+        )
     connect_timeout = r.duration("connect_timeout", None)
+    if connect_timeout is not None and connect_timeout >= _MAX_TIMEOUT:
+        raise r.fail(
+            "connect_timeout",
+            f"must be less than {_MAX_TIMEOUT:g} s, got {_show(r.table['connect_timeout'])}",
+        )
     auth: list[tuple[str, str]] = []
     raw_auth = r.raw("auth", [])
     if not isinstance(raw_auth, list):

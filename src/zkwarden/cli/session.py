@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .._aio.client import AsyncClient
 from ..errors import ConfigurationError, ConnectionLossError
+from ..hosts import parse_connect_string
 from .exitcodes import UnreachableError
 
 __all__ = (
@@ -114,9 +117,14 @@ async def connected(opts: Options) -> AsyncIterator[AsyncClient]:
         await client.start(timeout=opts.timeout)
     except ConnectionLossError as exc:
         await client.close()
+        unresolved = await unresolvable_hosts(opts.hosts)
+        hint = (
+            f"cannot resolve host name {', '.join(map(repr, unresolved))}"
+            if unresolved
+            else "is it running? `zkwarden server` starts one for development"
+        )
         raise UnreachableError(
-            f"cannot reach ZooKeeper at {opts.hosts} within {opts.timeout:g}s "
-            "(is it running? `zkwarden server` starts one for development)"
+            f"cannot reach ZooKeeper at {opts.hosts} within {opts.timeout:g}s ({hint})"
         ) from exc
     except BaseException:
         await client.close()
@@ -125,6 +133,40 @@ async def connected(opts: Options) -> AsyncIterator[AsyncClient]:
         yield client
     finally:
         await client.close()
+
+
+async def unresolvable_hosts(hosts: str, timeout: float = 2.0) -> list[str]:
+    """The host names in ``hosts`` that do not resolve (IP literals never count).
+
+    Asked only after a connection failed, so the one-line error can say "cannot resolve"
+    instead of blaming an unreachable server. A lookup that takes longer than
+    ``timeout`` is not reported (a slow resolver is not proof of a wrong name).
+    Never raises.
+    """
+    try:
+        names = {h.host for h in parse_connect_string(hosts).hosts}
+    except ConfigurationError:
+        return []
+    loop = asyncio.get_running_loop()
+
+    async def fails(name: str) -> bool:
+        try:
+            ipaddress.ip_address(name.partition("%")[0])
+            return False
+        except ValueError:
+            pass
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            return True
+        except (TimeoutError, OSError, UnicodeError):
+            return False
+        return False
+
+    ordered = sorted(names)
+    results = await asyncio.gather(*(fails(n) for n in ordered))
+    return [n for n, bad in zip(ordered, results, strict=True) if bad]
 
 
 class Interrupt:
