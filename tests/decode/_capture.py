@@ -18,10 +18,26 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from zkwarden.decode import DecodeResult
 from zkwarden.protocol import ops
 from zkwarden.protocol.records import ConnectRequest, request_header
 
 TCPDUMP = shutil.which("tcpdump")
+
+
+def assert_all_decoded_and_paired(result: DecodeResult) -> None:
+    """No decoder note (resync, gap, not ZooKeeper), no undecodable frame, and every
+    request (but multi's ``check`` and four-letter words) answered by a paired reply."""
+    notes = [f.details for f in result.frames if f.direction == "note"]
+    assert not notes, notes
+    undecodable = [f for f in result.frames if f.details and "undecodable" in f.details]
+    assert not undecodable, undecodable
+    unpaired = [f for f in result.frames if f.direction == "reply" and f.reply_to is None]
+    assert not unpaired, unpaired
+    requests = {f.index for f in result.frames if f.direction == "request"
+                and f.op not in ("check",) and not f.op.startswith("4lw")}
+    answered = {f.reply_to for f in result.frames if f.direction == "reply"}
+    assert requests <= answered, f"unpaired requests: {requests - answered}"
 
 
 class Capture:

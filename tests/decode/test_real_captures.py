@@ -14,7 +14,7 @@ from zkwarden.decode import DecodeResult, decode_file
 from zkwarden.protocol import ops
 from zkwarden.testing import FaultProxy, ZooKeeperServer, expire_session
 
-from ._capture import Capture, RawClient
+from ._capture import Capture, RawClient, assert_all_decoded_and_paired
 
 
 @pytest.fixture
@@ -28,17 +28,6 @@ def _frames(result: DecodeResult) -> list[tuple[str, str, str | None]]:
 
 def _names(result: DecodeResult) -> list[str]:
     return [f.name for f in result.findings]
-
-
-def _assert_all_decoded_and_paired(result: DecodeResult) -> None:
-    notes = [f.details for f in result.frames if f.direction == "note"]
-    assert not notes, notes
-    undecodable = [f for f in result.frames if f.details and "undecodable" in f.details]
-    assert not undecodable
-    requests = {f.index for f in result.frames if f.direction == "request"
-                and f.op not in ("check",) and not f.op.startswith("4lw")}
-    answered = {f.reply_to for f in result.frames if f.direction == "reply"}
-    assert requests <= answered, f"unpaired requests: {requests - answered}"
 
 
 def test_zkwarden_and_raw_client_workload_decodes_clean(server: ZooKeeperServer,
@@ -66,7 +55,7 @@ def test_zkwarden_and_raw_client_workload_decodes_clean(server: ZooKeeperServer,
             zk.delete(f"{zk_path}/tx")
             zk.delete(zk_path)
     result = decode_file(str(pcap))
-    _assert_all_decoded_and_paired(result)
+    assert_all_decoded_and_paired(result)
     assert _names(result) == [], result.findings
     seen = _frames(result)
     expected = [("request", "connect", None), ("reply", "connect", None),
@@ -105,7 +94,7 @@ def test_missed_watch_pattern_is_a_watch_gap(server: ZooKeeperServer, tmp_path: 
             raw.close()
         zk.delete(zk_path, recursive=True)
     result = decode_file(str(pcap))
-    _assert_all_decoded_and_paired(result)
+    assert_all_decoded_and_paired(result)
     assert _names(result) == ["watch-gap"]
     finding = result.findings[0]
     assert zk_path in finding.message and "without a watch" in finding.message
@@ -198,7 +187,3 @@ def test_stalled_server_answers_pings_slowly(server: ZooKeeperServer, tmp_path: 
     result = decode_file(str(pcap))
     assert "slow-ping" in _names(result)
     assert set(_names(result)) == {"slow-ping"}
-
-
-
-
