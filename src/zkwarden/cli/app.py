@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     decode_arguments(verb("decode", "read ZooKeeper traffic from a pcap/pcapng capture"))
 
+    from .recipes import add_leader_arguments, add_lock_arguments
+
+    add_lock_arguments(verb("lock", "run a command while holding a lock (a job that must "
+                                    "not run twice): zkwarden lock PATH -- COMMAND..."))
+    add_leader_arguments(verb("leader", "show a leader latch's or election's participants "
+                                        "and its leader"))
+
     verbs.add_parser(
         "agent", add_help=False,
         help="the sidecar: `zkwarden agent -c agent.toml` (needs the agent extra; "
@@ -229,6 +236,10 @@ def _verb_for(args: argparse.Namespace) -> Verb:
         from .decode import cmd_decode
 
         return cmd_decode
+    if args.command in ("lock", "leader"):
+        from .recipes import cmd_leader, cmd_lock
+
+        return cmd_lock if args.command == "lock" else cmd_leader
     if args.command == "demo":
         from .demo import cmd_demo
 

@@ -18,6 +18,13 @@ code  name                    meaning
 8     UNREACHABLE             no ZooKeeper server reachable / connection lost
 9     SESSION_EXPIRED         the session expired
 10    INVARIANT_FAILED        ``zkwarden demo``: an invariant did not hold
+11    LOCK_TIMEOUT            ``zkwarden lock``: the lock was not acquired within --timeout
+                              (the command did not run)
+12    LOCK_LOST               ``zkwarden lock``: the lock was lost while the command ran
+                              (session LOST or lock node gone); the command was terminated
+13    NO_LEADER               ``zkwarden leader``: nobody takes part (no leader)
+126   COMMAND_NOT_EXECUTABLE  ``zkwarden lock``: the command could not be executed
+127   COMMAND_NOT_FOUND       ``zkwarden lock``: the command was not found
 130   INTERRUPTED             interrupted (Ctrl-C) before the command finished
 ====  ======================  ===========================================================
 """
@@ -56,6 +63,11 @@ __all__ = (
     "UNREACHABLE",
     "SESSION_EXPIRED",
     "INVARIANT_FAILED",
+    "LOCK_TIMEOUT",
+    "LOCK_LOST",
+    "NO_LEADER",
+    "COMMAND_NOT_EXECUTABLE",
+    "COMMAND_NOT_FOUND",
     "INTERRUPTED",
     "EXIT_CODES",
     "ExitCode",
@@ -76,6 +88,11 @@ NO_AUTH = 7
 UNREACHABLE = 8
 SESSION_EXPIRED = 9
 INVARIANT_FAILED = 10
+LOCK_TIMEOUT = 11
+LOCK_LOST = 12
+NO_LEADER = 13
+COMMAND_NOT_EXECUTABLE = 126
+COMMAND_NOT_FOUND = 127
 INTERRUPTED = 130
 
 
@@ -102,6 +119,14 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(UNREACHABLE, "UNREACHABLE", "no ZooKeeper server reachable / connection lost"),
     ExitCode(SESSION_EXPIRED, "SESSION_EXPIRED", "the session expired"),
     ExitCode(INVARIANT_FAILED, "INVARIANT_FAILED", "zkwarden demo: an invariant did not hold"),
+    ExitCode(LOCK_TIMEOUT, "LOCK_TIMEOUT",
+             "zkwarden lock: not acquired within --timeout (the command did not run)"),
+    ExitCode(LOCK_LOST, "LOCK_LOST",
+             "zkwarden lock: the lock was lost while the command ran (it was terminated)"),
+    ExitCode(NO_LEADER, "NO_LEADER", "zkwarden leader: nobody takes part (no leader)"),
+    ExitCode(COMMAND_NOT_EXECUTABLE, "NOT_EXECUTABLE",
+             "zkwarden lock: the command could not be executed"),
+    ExitCode(COMMAND_NOT_FOUND, "NOT_FOUND", "zkwarden lock: the command was not found"),
     ExitCode(INTERRUPTED, "INTERRUPTED", "interrupted (Ctrl-C) before the command finished"),
 )
 
