@@ -8,9 +8,32 @@ object is made for every connection.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
-__all__ = ("SaslMechanism", "SaslFactory")
+from .jute import Reader, Writer
+from .ops import OpCode, Request
+
+__all__ = ("SaslMechanism", "SaslFactory", "Sasl")
+
+
+@dataclass(frozen=True, slots=True)
+class Sasl(Request):
+    """sasl (102): GetSASLRequest ``{buffer token}`` -> SetSASLResponse ``{buffer token}``.
+
+    Its replies come back in request order with a normal xid."""
+
+    OPCODE: ClassVar[int] = OpCode.SASL
+    token: bytes | None
+    path: str = ""
+
+    def body(self) -> bytes:
+        w = Writer()
+        w.buffer(self.token)
+        return bytes(w.buf)
+
+    def read_response(self, r: Reader) -> bytes | None:
+        return r.buffer()
 
 
 class SaslMechanism(Protocol):

@@ -40,14 +40,13 @@ Rules enforced here (DESIGN rule 7):
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..errors import ConnectionLossError, ProtocolError, error_for_code
+from ..errors import AuthFailedError, ConnectionLossError, ProtocolError, error_for_code
 from ..types import ClientState, ClientStateChange
 from .framing import DEFAULT_MAX_SEND, check_send_size
 from .jute import Reader
@@ -70,8 +69,18 @@ from .lifecycle import (
 from .lifecycle import (
     RESTORING as _RESTORING,
 )
+from .messages import (
+    AuthReply,
+    Notification,
+    Outgoing,
+    PingReply,
+    Reply,
+    new_notification,
+    new_reply,
+)
 from .ops import Auth, CloseSession, Ping, Request
-from .records import ConnectRequest, ConnectResponse, WatcherEvent, read_watcher_event
+from .records import ConnectRequest, ConnectResponse, read_watcher_event
+from .sasl import Sasl, SaslMechanism
 from .watches import WatchRegistry
 
 __all__ = (
@@ -85,6 +94,7 @@ __all__ = (
     "Notification",
     "AuthReply",
     "PingReply",
+    "Outgoing",
     "XID_NOTIFICATION",
     "XID_PING",
     "XID_AUTH",
@@ -104,6 +114,7 @@ _EMPTY_PASSWORD = b"\x00" * 16
 _FRAME_HEADER = struct.Struct(">iii")  # frame length, xid, opcode
 _REPLY_HEADER = struct.Struct(">iqi")
 _PING_FRAME = _FRAME_HEADER.pack(8, XID_PING, 11)
+_AUTH_FAILED = -115  # AuthFailed: what the server answers to a failed SASL exchange
 
 
 @dataclass(slots=True)
@@ -111,49 +122,6 @@ class _Pending(Generic[T]):
     xid: int
     request: Request
     token: T | None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply(Generic[T]):
-    """A reply matched to its request. ``err`` is the server code (0 = success)."""
-
-    token: T
-    request: Request
-    err: int
-    result: Any
-    zxid: int
-
-
-_new = object.__new__
-_reply_token, _reply_request, _reply_err, _reply_result, _reply_zxid = (
-    getattr(Reply, f.name).__set__ for f in dataclasses.fields(Reply)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """A watch notification (server path; the client strips its chroot)."""
-
-    event: WatcherEvent
-    zxid: int
-
-
-_note_event, _note_zxid = (
-    getattr(Notification, f.name).__set__ for f in dataclasses.fields(Notification)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class AuthReply(Generic[T]):
-    """The reply to an auth packet. ``token`` is None for the auth sent by :meth:`prime`."""
-
-    err: int
-    token: T | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PingReply:
-    pass
 
 
 _PING_REPLY = PingReply()
@@ -192,6 +160,8 @@ class SessionMachine(Generic[T]):
         self._pending: deque[_Pending[T]] = deque()
         self._auth_pending: deque[T | None] = deque()
         self._restore_pending = 0
+        self._sasl: SaslMechanism | None = None
+        self._after_sasl: tuple[list[tuple[str, bytes]], WatchRegistry[Any]] = ([], WatchRegistry())
         # The session id was granted but its CONNECTED(new_session=True) not reported yet.
         self._unreported_new_session = False
         self._reported = ClientState.CONNECTING
@@ -402,18 +372,34 @@ class SessionMachine(Generic[T]):
         self.last_zxid = 0
 
     def prime(
-        self, auth: Iterable[tuple[str, bytes]], watches: WatchRegistry[Any], now: float
+        self, auth: Iterable[tuple[str, bytes]], watches: WatchRegistry[Any], now: float,
+        sasl: SaslMechanism | None = None,
     ) -> bytes:
-        """Frames to send right after a handshake: auth packets, then SetWatches batches.
+        """Frames to send right after a handshake: the SASL exchange if ``sasl`` is given
+        (its later steps come out of :meth:`receive` as :class:`Outgoing`), then auth
+        packets, then SetWatches batches.
 
         When there is nothing to restore the connection is live at once; otherwise it is
         once the last of these is answered (see :meth:`receive`).
 
         Raises:
             ProtocolError: no handshake has just succeeded.
+            AuthFailedError: the SASL mechanism cannot start (e.g. no credentials).
         """
         if self.phase not in _RESTORING:
             raise ProtocolError(f"prime in phase {self.phase.value}")
+        if sasl is not None:
+            # SASL first and alone: the server authenticates the connection before it
+            # serves anything else (the Java client holds its other requests back too).
+            self._sasl = sasl
+            self._after_sasl = (list(auth), watches)
+            self._restore_pending += 1
+            return self._sasl_frame(sasl.initial_response(), now)
+        return self._prime_restore(auth, watches, now)
+
+    def _prime_restore(
+        self, auth: Iterable[tuple[str, bytes]], watches: WatchRegistry[Any], now: float
+    ) -> bytes:
         out = bytearray()
         for scheme, credentials in auth:
             # An auth entry that does not fit was refused when it was added (add_auth).
@@ -426,9 +412,41 @@ class SessionMachine(Generic[T]):
             self._restore_pending += 1
         if out:
             self.last_send = now
-        else:
+        elif self._restore_pending == 0:
             self._restored()
         return bytes(out)
+
+    def _sasl_frame(self, token: bytes | None, now: float) -> bytes:
+        xid = self._next_xid()
+        request = Sasl(token)
+        frame = self._frame(xid, request)
+        self._pending.append(_Pending(xid, request, None))
+        self.last_send = now
+        return frame
+
+    def _sasl_reply(self, err: int, token: bytes | None, now: float) -> Outgoing | AuthReply[T]:
+        """The next SASL step, or an AuthReply failure (the connection must be dropped)."""
+        mechanism = self._sasl
+        if mechanism is None:
+            raise ProtocolError("SASL reply without a SASL exchange")
+        if err:
+            self._sasl = None
+            return AuthReply(err, None)
+        try:
+            response = mechanism.evaluate(token or b"")
+        except AuthFailedError:
+            self._sasl = None
+            return AuthReply(_AUTH_FAILED, None)
+        if response is not None:
+            return Outgoing(self._sasl_frame(response, now))
+        if not mechanism.complete:
+            self._sasl = None
+            return AuthReply(_AUTH_FAILED, None)
+        self._sasl = None
+        self._restore_pending -= 1
+        auth, watches = self._after_sasl
+        self._after_sasl = ([], WatchRegistry())
+        return Outgoing(self._prime_restore(auth, watches, now))
 
     def _restored(self) -> None:
         self._fire(
@@ -507,7 +525,7 @@ class SessionMachine(Generic[T]):
 
     def receive(
         self, payload: bytes | memoryview, now: float
-    ) -> Reply[T] | Notification | AuthReply[T] | PingReply | None:
+    ) -> Reply[T] | Notification | AuthReply[T] | PingReply | Outgoing | None:
         """Decode one server frame after the handshake.
 
         Returns None for a frame that only moved the session on (a SetWatches reply).
@@ -521,10 +539,7 @@ class SessionMachine(Generic[T]):
             raise ProtocolError(f"reply frame of {len(payload)} bytes is shorter than a header")
         xid, zxid, err = _REPLY_HEADER.unpack_from(payload, 0)
         if xid == XID_NOTIFICATION:
-            note: Notification = _new(Notification)
-            _note_event(note, read_watcher_event(Reader(payload, 16)))
-            _note_zxid(note, zxid)
-            return note
+            return new_notification(read_watcher_event(Reader(payload, 16)), zxid)
         if xid == XID_AUTH:
             if not self._auth_pending:
                 raise ProtocolError("auth reply without an auth request")
@@ -542,6 +557,12 @@ class SessionMachine(Generic[T]):
             pending.popleft()
             return _PING_REPLY
         request = head.request
+        if request.__class__ is Sasl:
+            challenge: bytes | None = (
+                request.read_response(Reader(payload, 16)) if err == 0 else None
+            )
+            pending.popleft()
+            return self._sasl_reply(err, challenge, now)
         result: Any = None
         if err == 0 and xid != XID_SET_WATCHES:
             # Decoded before the request leaves the FIFO: a body that does not decode
@@ -553,14 +574,7 @@ class SessionMachine(Generic[T]):
         if xid == XID_SET_WATCHES:
             self._restore_step()
             return None
-        # Reply is a frozen dataclass; set its slots directly (its __init__ costs ~1 µs).
-        reply: Reply[T] = _new(Reply)
-        _reply_token(reply, head.token)
-        _reply_request(reply, request)
-        _reply_err(reply, err)
-        _reply_result(reply, result)
-        _reply_zxid(reply, zxid)
-        return reply
+        return new_reply(head.token, request, err, result, zxid)
 
     # --- connection loss and expiry ------------------------------------------------------
 
@@ -570,6 +584,7 @@ class SessionMachine(Generic[T]):
         self._pending.clear()
         self._auth_pending.clear()
         self._restore_pending = 0
+        self._sasl = None
         return failed
 
     def connection_lost(self) -> list[T]:
