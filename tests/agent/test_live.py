@@ -269,8 +269,10 @@ async def test_pick_strategies_and_on_demand_views(
     assert status == 200 and body["instance"]["id"] == "b"
     status, body, _ = await get_json(http, pick + "?strategy=nearest")
     assert status == 400 and "nearest" in body["error"]
+    # A service nobody registered gets a 404 (and no view); one with no instance to
+    # pick a 503.
     status, body, _ = await get_json(http, agent.base_url + "/v1/services/none/pick")
-    assert status == 503 and "error" in body
+    assert status == 404 and "error" in body and agent.views.get("none") is None
     status, body, _ = await get_json(http, agent.base_url + "/v1/services")
     assert body["services"]["db"]["watched"] is False
     assert body["services"]["db"]["instances"] == 3

@@ -93,6 +93,8 @@ class AgentSettings:
     watch: tuple[str, ...] = ()
     watch_on_demand: bool = True
     max_wait: float = 600.0
+    max_on_demand: int = 256
+    on_demand_idle: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,8 @@ def _agent(r: _Reader, base_dir: str) -> AgentSettings:
         raise r.fail("watch", "lists a service twice")
     on_demand = r.flag("watch_on_demand", True)
     max_wait = r.duration("max_wait", 600.0)
+    max_on_demand = r.integer("max_on_demand", 256, low=0, high=100_000)
+    on_demand_idle = r.duration("on_demand_idle", 300.0)
     r.done()
     return AgentSettings(
         listen_host=host,
@@ -405,6 +409,8 @@ def _agent(r: _Reader, base_dir: str) -> AgentSettings:
         watch=watch,
         watch_on_demand=on_demand,
         max_wait=max_wait,
+        max_on_demand=max_on_demand,
+        on_demand_idle=on_demand_idle,
     )
 
 

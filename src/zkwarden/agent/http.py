@@ -17,8 +17,10 @@
 =========================================  ==============================================
 
 Responses are JSON (``application/json``); errors are ``{"error": "..."}`` with 400 (bad
-query), 404 (service not watched and on-demand views off), 503 (no data yet, or no
-instance to pick).
+query, or a service name longer than 200 characters), 404 (no such service, or not watched
+and on-demand views off; an unknown route too), 405 (a method other than GET), 414/431
+(an over-long URL or header: JSON too, from the protocol layer), 503 (no data yet, no
+instance to pick, or every on-demand view busy).
 """
 
 from __future__ import annotations
@@ -30,16 +32,21 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from .._aio.client import AsyncClient
 from ..discovery import ServiceDiscovery, ServiceInstance
 from ..errors import ConfigurationError, NoInstancesError, ZooKeeperError
 from .config import AgentConfig, parse_duration
 from .logs import EventLog
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
-from .views import ServiceView, Views
+from .views import MAX_NAME_LENGTH, ServiceView, Views
 
 __all__ = ("ApiServer", "instance_json")
 
@@ -89,8 +96,79 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+def _no_view_yet(name: str, index: int) -> web.Response:
+    return _json(
+        {
+            "error": f"no view of {name!r} yet: ZooKeeper is unreachable and there is "
+            "no snapshot",
+            "name": name,
+            "stale": True,
+            "index": index,
+        },
+        503,
+        {INDEX_HEADER: str(index)},
+    )
+
+
 class _BadRequest(Exception):
     pass
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's protocol handler, answering requests it cannot parse (an over-long URL
+    or header, a malformed request line) in JSON like every other error of the API,
+    instead of aiohttp's plain text."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own handling logs the error and checks nothing was sent yet.
+        super().handle_error(request, status, exc, message)
+        if isinstance(exc, LineTooLong):
+            # The parser names what was too long: the request target (the URL; the
+            # pure-Python parser gives the whole request line) or a header.
+            line = exc.args[0] if exc.args else b""
+            text = bytes(line).decode("latin-1") if isinstance(line, bytes | bytearray) else str(line)
+            limit = exc.args[1] if len(exc.args) > 1 else "?"
+            if text.startswith("/") or " /" in text[:16]:
+                status, error = 414, f"URL longer than {limit} bytes"
+            else:
+                status, error = 431, f"request header longer than {limit} bytes"
+        else:
+            try:
+                error = HTTPStatus(status).phrase
+            except ValueError:
+                error = "bad request"
+            # Never echo the request back: a short reason only.
+            reason = getattr(exc, "message", None)
+            if isinstance(reason, str) and reason and len(reason) <= 120:
+                error = f"{error}: {reason}"
+        response = _json({"error": error}, status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """The low-level server, making :class:`_JsonErrorHandler` protocol handlers."""
+
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """An AppRunner whose server answers protocol-level errors in JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # Same object, a subclass adding no state: only how handlers are made changes.
+        server.__class__ = _JsonErrorServer
+        return server
 
 
 class ServedAgent(Protocol):
@@ -123,6 +201,11 @@ class ServedAgent(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    async def service_exists(self, name: str) -> bool | None: ...
+
+    @property
+    def client(self) -> AsyncClient: ...
+
     def update_gauges(self) -> None: ...
 
 
@@ -150,7 +233,7 @@ class ApiServer:
         Raises:
             OSError: the address cannot be bound.
         """
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        runner = _Runner(self.app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:
@@ -187,7 +270,16 @@ class ApiServer:
             return response
         except web.HTTPException as exc:
             code = exc.status
-            raise
+            if code < 400:
+                raise
+            # aiohttp's own errors (no route, wrong method) in the API's JSON shape.
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            message = exc.reason
+            if code == 404:
+                message = f"no such endpoint: {request.path[:200]}"
+            elif code == 405:
+                message = f"method {request.method} not allowed (use GET)"
+            return _json({"error": message}, code, headers)
         except _BadRequest as exc:
             code = 400
             return _error(400, str(exc))
@@ -228,16 +320,15 @@ class ApiServer:
 
     async def _view(self, name: str) -> ServiceView | web.Response:
         agent = self._agent
+        if len(name) > MAX_NAME_LENGTH:
+            return _error(400, f"bad service name: longer than {MAX_NAME_LENGTH} characters")
         view = agent.views.get(name)
         if view is None:
-            if not agent.config.agent.watch_on_demand:
-                return _error(404, f"service {name!r} is not watched by this agent")
-            if agent.views.on_demand_count() >= agent.views.max_on_demand:
-                return _error(503, "too many on-demand views; add the service to [agent] watch")
-            try:
-                view = await agent.views.open(name, pinned=False)
-            except ConfigurationError as exc:
-                return _error(400, f"bad service name: {exc}")
+            opened = await self._open_on_demand(name)
+            if isinstance(opened, web.Response):
+                return opened
+            view = opened
+        view.touch()
         if not view.loaded and (agent.connected or agent.connecting_first_time):
             # A new view, or the first session on its way: give the first read a moment.
             with contextlib.suppress(TimeoutError):
@@ -246,18 +337,37 @@ class ApiServer:
                     while not view.loaded and not view.closed:
                         index = await view.changes(index)
         if not view.loaded:
-            return _json(
-                {
-                    "error": f"no view of {name!r} yet: ZooKeeper is unreachable and there is "
-                    "no snapshot",
-                    "name": name,
-                    "stale": True,
-                    "index": view.index,
-                },
-                503,
-                {INDEX_HEADER: str(view.index)},
-            )
+            return _no_view_yet(name, view.index)
         return view
+
+    async def _open_on_demand(self, name: str) -> ServiceView | web.Response:
+        """An on-demand view of ``name``, only for a service that exists (or has a
+        snapshot while ZooKeeper is unreachable): made-up names cost nothing."""
+        agent = self._agent
+        views = agent.views
+        if not agent.config.agent.watch_on_demand:
+            return _error(404, f"service {name!r} is not watched by this agent")
+        try:
+            agent.discovery.format.service_path(agent.discovery.base_path, name)
+        except ZooKeeperError as exc:
+            return _error(400, f"bad service name: {exc}")
+        if not agent.connected and agent.connecting_first_time:
+            # The first session is on its way: give it a moment rather than guess.
+            with contextlib.suppress(ZooKeeperError):
+                await agent.client.wait_connected(_LOAD_WAIT)
+        exists = await agent.service_exists(name)
+        if exists is False:
+            return _json({"error": f"no service named {name!r} is registered", "name": name},
+                         404)
+        if exists is None and not views.has_snapshot(name):
+            return _no_view_yet(name, 0)
+        try:
+            return await views.open(name, pinned=False)
+        except LookupError:
+            return _error(503, f"all {views.max_on_demand} on-demand views are in use; "
+                               "add the service to [agent] watch")
+        except ConfigurationError as exc:
+            return _error(400, f"bad service name: {exc}")
 
     @staticmethod
     def _duration(request: web.Request, key: str) -> float | None:
@@ -314,12 +424,14 @@ class ApiServer:
             return found
         view = found
         if "text/event-stream" in request.headers.get("Accept", ""):
-            return await self._stream(request, view, tags)
+            with view.in_use():
+                return await self._stream(request, view, tags)
         if index is not None and index == view.index:
             limit = self._agent.config.agent.max_wait
             timeout = min(wait if wait is not None else _DEFAULT_WAIT, limit)
             timeout += random.uniform(0, timeout / 16)  # spread the herd of re-polls
-            await view.wait(index, timeout)
+            with view.in_use():
+                await view.wait(index, timeout)
         return _json(self._view_body(view, tags), headers={INDEX_HEADER: str(view.index)})
 
     async def _stream(

@@ -48,6 +48,10 @@ from .views import Views
 __all__ = ("Agent",)
 
 _CONNECTED = (ClientState.CONNECTED, ClientState.READ_ONLY)
+# How long an existence check of a service may take, and the longest pause between
+# sweeps of the on-demand views.
+_EXISTS_TIMEOUT = 2.0
+_SWEEP_EVERY = 30.0
 
 
 def _ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
@@ -182,7 +186,13 @@ class Agent:
         self._discovery = ServiceDiscovery(
             self._client, zk.base_path, zk.format, snapshot_dir=cfg.agent.snapshot_dir
         )
-        self._views = Views(self._discovery)
+        self._views = Views(
+            self._discovery,
+            max_on_demand=cfg.agent.max_on_demand,
+            idle_timeout=cfg.agent.on_demand_idle,
+            snapshot_dir=cfg.agent.snapshot_dir,
+            on_close=self.metrics.forget_view,
+        )
         await self._api.start(cfg.agent.listen_host, cfg.agent.listen_port)
         self._http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=32, force_close=True)
@@ -193,6 +203,7 @@ class Agent:
             self._add_service(svc_cfg)
         for name in cfg.agent.watch:
             await self._views.open(name, pinned=True)
+        self._tasks.spawn(self._sweep_views(), name="view sweeper")
         self._started = True
         host, port = self.address
         self.events.info(
@@ -419,7 +430,8 @@ class Agent:
             self._spawn(self.views.open(name, pinned=True), f"watch {name}")
         for name in watch_removed:
             self._spawn(self.views.close_view(name), f"unwatch {name}")
-            self.metrics.forget_view(name)
+        self.views.max_on_demand = kept_agent.max_on_demand
+        self.views.idle_timeout = kept_agent.on_demand_idle
         self.config = dataclasses.replace(new, zookeeper=old.zookeeper, agent=kept_agent)
         self.events.info(
             "config_reloaded",
@@ -442,6 +454,37 @@ class Agent:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.spawn(coro, name=name)
+
+    # --- on-demand views ----------------------------------------------------------------
+
+    async def service_exists(self, name: str) -> bool | None:
+        """Whether service ``name`` is registered: None when that cannot be told now
+        (no session, or no answer within a couple of seconds). Never raises."""
+        if not self.connected:
+            return None
+        discovery = self.discovery
+        try:
+            path = discovery.format.service_path(discovery.base_path, name)
+        except ZooKeeperError:  # a name this layout cannot express is no service
+            return False
+        try:
+            async with asyncio.timeout(_EXISTS_TIMEOUT):
+                return await self.client.exists(path) is not None
+        except (TimeoutError, ZooKeeperError):
+            return None
+
+    async def _sweep_views(self) -> None:
+        """Close idle on-demand views and those of services deleted since (owned task)."""
+        while True:
+            views = self.views
+            await asyncio.sleep(min(views.idle_timeout / 4, _SWEEP_EVERY))
+            closed = await views.sweep(self.service_exists)
+            if closed:
+                self.events.info(
+                    "views_evicted",
+                    f"closed {len(closed)} on-demand view(s) (idle, or service gone)",
+                    services=closed[:10],
+                )
 
     # --- ZooKeeper state ---------------------------------------------------------------
 

@@ -9,23 +9,41 @@ client that sees the index go backwards starts over from 0.
 A view keeps serving its last instances while ZooKeeper is unreachable (``stale`` true);
 ``age`` is how long ago the view was last known current: 0 while live, the time since
 the connection dropped, or since the snapshot was written when it was never live.
+
+On-demand views (names not in ``[agent] watch``) are a resource any local caller can ask
+for, so they are bounded: the HTTP API opens one only for a service that exists (or, with
+ZooKeeper unreachable, that has a snapshot), :meth:`Views.sweep` closes those idle for
+``idle_timeout`` and those whose service was deleted (with their snapshot file), and when
+``max_on_demand`` are open the least recently used idle one makes room for a new one. A
+view in use (a blocking query or an event stream) is never evicted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from .._tasks import TaskOwner
 from ..discovery import Provider, Resynced, ServiceCache, ServiceDiscovery, ServiceInstance
 from ..errors import ClientClosedError, ZooKeeperError
 from .logs import logger
 
-__all__ = ("ServiceView", "Views")
+__all__ = ("ServiceView", "Views", "MAX_NAME_LENGTH", "snapshot_path")
 
 _MAX_PROVIDERS = 32
+
+#: The longest service name the API accepts (a view's snapshot file name embeds it, and
+#: file names stop at 255 bytes).
+MAX_NAME_LENGTH = 200
+
+
+def snapshot_path(snapshot_dir: str, format_name: str, name: str) -> str:
+    """Where the cache of service ``name`` keeps its snapshot (the ServiceCache naming)."""
+    return os.path.join(snapshot_dir, f"cache-{format_name}-{name}.json")
 
 
 class ServiceView:
@@ -37,6 +55,10 @@ class ServiceView:
         #: True for services listed in ``[agent] watch``; False for on-demand views.
         self.pinned = pinned
         self.index = 1
+        #: monotonic time of the last request that used the view (LRU and idle eviction)
+        self.last_used = time.monotonic()
+        #: requests holding the view open right now (blocking queries, event streams)
+        self.users = 0
         self._signal = asyncio.Event()
         # After a (re)connect the view is not current until the cache has re-read it.
         self._resyncing = False
@@ -126,6 +148,21 @@ class ServiceView:
     def closed(self) -> bool:
         return self._closed
 
+    def touch(self) -> None:
+        """A request used the view: it is the most recently used now."""
+        self.last_used = time.monotonic()
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the view for a long request: not evicted while held."""
+        self.users += 1
+        self.touch()
+        try:
+            yield
+        finally:
+            self.users -= 1
+            self.touch()
+
     # --- providers -------------------------------------------------------------------
 
     def provider(self, strategy: str, zone: str | None, tags: tuple[str, ...]) -> Provider:
@@ -174,13 +211,29 @@ class ServiceView:
 
 
 class Views:
-    """The views the agent keeps: watched ones from the config, and on-demand ones."""
+    """The views the agent keeps: watched ones from the config, and on-demand ones.
 
-    def __init__(self, discovery: ServiceDiscovery, *, max_on_demand: int = 256) -> None:
+    ``on_close(name)`` is called for every view closed (the agent drops its metrics
+    series there); ``exists(name)`` answers whether the service is registered (None: it
+    cannot tell now), for :meth:`sweep`.
+    """
+
+    def __init__(
+        self,
+        discovery: ServiceDiscovery,
+        *,
+        max_on_demand: int = 256,
+        idle_timeout: float = 300.0,
+        snapshot_dir: str | None = None,
+        on_close: Callable[[str], None] | None = None,
+    ) -> None:
         self._discovery = discovery
         self._views: dict[str, ServiceView] = {}
         self._lock = asyncio.Lock()
         self.max_on_demand = max_on_demand
+        self.idle_timeout = idle_timeout
+        self._snapshot_dir = snapshot_dir
+        self._on_close = on_close
 
     def get(self, name: str) -> ServiceView | None:
         return self._views.get(name)
@@ -191,30 +244,92 @@ class Views:
     def on_demand_count(self) -> int:
         return sum(1 for v in self._views.values() if not v.pinned)
 
+    def has_snapshot(self, name: str) -> bool:
+        """True when a snapshot of ``name`` is on disk (a view can be served from it)."""
+        if self._snapshot_dir is None:
+            return False
+        return os.path.isfile(snapshot_path(self._snapshot_dir, self._discovery.format.name,
+                                            name))
+
     async def open(self, name: str, *, pinned: bool) -> ServiceView:
         """The view of ``name``, started if new (never waits for ZooKeeper).
+
+        A new on-demand view over ``max_on_demand`` first evicts the least recently
+        used idle one.
 
         Raises:
             ClientClosedError: the client is closed.
             ConfigurationError: a name the registry format cannot express.
+            LookupError: ``max_on_demand`` on-demand views are open and all in use.
         """
+        evicted: ServiceView | None = None
         async with self._lock:
             view = self._views.get(name)
             if view is None:
+                if not pinned and self.on_demand_count() >= self.max_on_demand:
+                    evicted = self._least_recently_used()
+                    if evicted is None:
+                        raise LookupError("every on-demand view is in use")
+                    del self._views[evicted.name]
                 # One discovery shares one cache per name, which is what we want here.
                 cache = await self._discovery.cache(name, wait=False)
                 view = ServiceView(name, cache, pinned=pinned)
                 self._views[name] = view
             elif pinned:
                 view.pinned = True
-            return view
+            view.touch()
+        if evicted is not None:
+            await self._closed_view(evicted)
+        return view
 
-    async def close_view(self, name: str) -> None:
-        """Stop keeping the view of ``name`` (a no-op when there is none)."""
+    def _least_recently_used(self) -> ServiceView | None:
+        idle = [v for v in self._views.values() if not v.pinned and v.users == 0]
+        return min(idle, key=lambda v: v.last_used, default=None)
+
+    async def close_view(self, name: str, *, forget_snapshot: bool = False) -> None:
+        """Stop keeping the view of ``name`` (a no-op when there is none); with
+        ``forget_snapshot`` also delete its snapshot file."""
         async with self._lock:
             view = self._views.pop(name, None)
         if view is not None:
-            await view.close()
+            await self._closed_view(view)
+        if forget_snapshot and self._snapshot_dir is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(
+                    snapshot_path(self._snapshot_dir, self._discovery.format.name, name)
+                )
+
+    async def _closed_view(self, view: ServiceView) -> None:
+        await view.close()
+        if self._on_close is not None:
+            self._on_close(view.name)
+
+    async def sweep(
+        self, exists: Callable[[str], Awaitable[bool | None]], now: float | None = None
+    ) -> list[str]:
+        """Close idle on-demand views, and those of services no longer registered.
+
+        ``exists(name)`` says whether the service is registered (None: unknown now, so
+        the view stays). Returns the names closed. Never raises.
+        """
+        now = time.monotonic() if now is None else now
+        closed: list[str] = []
+        for view in list(self._views.values()):
+            if view.pinned or view.users or view.closed:
+                continue
+            gone = False
+            if not view.instances():
+                try:
+                    gone = await exists(view.name) is False
+                except ZooKeeperError:  # a failed lookup proves nothing: keep the view
+                    gone = False
+            if gone or now - view.last_used >= self.idle_timeout:
+                current = self._views.get(view.name)
+                if current is not view or view.pinned or view.users:
+                    continue  # re-pinned or picked up while we looked
+                await self.close_view(view.name, forget_snapshot=gone)
+                closed.append(view.name)
+        return closed
 
     def refresh_all(self, *, reconnected: bool = False) -> None:
         for view in self._views.values():
