@@ -187,4 +187,5 @@ def test_leader_reads_a_latch_and_an_election(zk: Client, zk_path: str, cli: Cli
     first.release()
     waiter.join(10.0)
     second.release()
-    assert cli("leader", f"{zk_path}/missing").code == exitcodes.NO_NODE
+    r = cli("--json", "leader", f"{zk_path}/missing")  # a reaped container: nobody leads
+    assert r.code == exitcodes.NO_LEADER and r.json()["layout"] == "missing"

@@ -22,7 +22,8 @@ code  name                    meaning
                               (the command did not run)
 12    LOCK_LOST               ``zkwarden lock``: the lock was lost while the command ran
                               (session LOST or lock node gone); the command was terminated
-13    NO_LEADER               ``zkwarden leader``: nobody takes part (no leader)
+13    NO_LEADER               ``zkwarden leader``: nobody takes part (no leader; also
+                              when the path does not exist)
 126   COMMAND_NOT_EXECUTABLE  ``zkwarden lock``: the command could not be executed
 127   COMMAND_NOT_FOUND       ``zkwarden lock``: the command was not found
 130   INTERRUPTED             interrupted (Ctrl-C) before the command finished

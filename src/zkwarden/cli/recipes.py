@@ -23,7 +23,9 @@
 ``leader`` shows the participants of a leader latch (``latch-`` nodes) or of a leader
 election / LeaderSelector (``lock-`` nodes, the mutex layout), in Curator's order, the
 leader first, with each participant's id read from its node's data. Exit 0 with a leader,
-13 (NO_LEADER) when nobody takes part, 3 when the path does not exist.
+13 (NO_LEADER) when nobody takes part, also when the path does not exist (its container
+parent is removed by the server once the last participant left, so the two are the same
+situation a moment apart).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from ..errors import ConfigurationError, ZooKeeperError
+from ..errors import ConfigurationError, NoNodeError, ZooKeeperError
 from ..recipes._curator import LATCH_MARKER, LOCK_MARKER, sorted_children
 from ..recipes.lock import Lock
 from . import exitcodes
@@ -97,7 +99,7 @@ def add_leader_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Show the participants of a leader latch (latch- nodes) or election / "
         "LeaderSelector (lock- nodes) at PATH, in Curator's order, the leader first, with "
-        "the ids their nodes hold. Exit 13 when nobody takes part, 3 when PATH is missing.", width=88)
+        "the ids their nodes hold. Exit 13 when nobody takes part (PATH missing included).", width=88)
     parser.add_argument("path", help="the latch's or election's path")
 
 
@@ -292,10 +294,12 @@ async def read_leadership(zk: AsyncClient, path: str) -> dict[str, Any]:
     """The participants of the latch or election at ``path``, leader first.
 
     Raises:
-        NoNodeError: ``path`` does not exist.
         ConnectionLossError, SessionExpiredError, NoAuthError.
     """
-    children: list[str] = await zk.get_children(path)
+    try:
+        children: list[str] = await zk.get_children(path)
+    except NoNodeError:  # a container parent is reaped once its last participant left
+        return {"path": path, "layout": "missing", "leader": None, "participants": []}
     layout, marker = _layout(children)
     ordered = sorted_children(children, marker) if marker else sorted(children)
     results = await zk.get_many([_paths.join(path, c) for c in ordered])
