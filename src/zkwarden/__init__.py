@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import errors
 from ._aio.client import AsyncClient
+from .sasl import SASLOptions
 from .sync import Client
 from .types import (
     ACL,
@@ -32,6 +33,7 @@ __all__ = (
     "Id",
     "KeeperState",
     "Perms",
+    "SASLOptions",
     "Stat",
     "WatchEvent",
     "WatcherType",

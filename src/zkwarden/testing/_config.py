@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 from collections.abc import Mapping
+
+from zkwarden.errors import ConfigurationError
 
 from ._errors import JavaNotFoundError, ZooKeeperNotFoundError
 from ._process import LOOPBACK
@@ -19,6 +22,7 @@ __all__ = (
     "DEBIAN_ZOOKEEPER_JAR",
     "find_java",
     "find_zookeeper_classpath",
+    "jaas_config",
     "jvm_command",
     "zoo_cfg",
 )
@@ -116,10 +120,16 @@ def zoo_cfg(
     tls_keystore_password: str,
     read_only_mode: bool,
     extra_config: Mapping[str, str],
+    sasl: bool = False,
+    client_auth: str = "none",
+    tls_truststore: str | None = None,
+    tls_truststore_password: str = "",
 ) -> dict[str, str]:
     """The ``zoo.cfg`` entries of a server with these options (see ``ZooKeeperServer``).
 
     ``secure_port`` is the TLS client port, used (and required) with ``tls_keystore``.
+    ``sasl`` registers the SASL auth provider (so ``sasl:`` ACLs work); ``client_auth``
+    (none, want, need) asks TLS clients for a certificate signed by ``tls_truststore``.
     ``extra_config`` comes last and overrides everything.  Raises nothing.
     """
     ms = round(tick_time * 1000)
@@ -152,8 +162,16 @@ def zoo_cfg(
             "ssl.keyStore.location": tls_keystore,
             "ssl.keyStore.password": tls_keystore_password,
             "ssl.keyStore.type": keystore_type,
-            "ssl.clientAuth": "none",
+            "ssl.clientAuth": client_auth,
         })
+        if tls_truststore is not None:
+            config.update({
+                "ssl.trustStore.location": tls_truststore,
+                "ssl.trustStore.password": tls_truststore_password,
+                "ssl.trustStore.type": "PEM" if tls_truststore.endswith(".pem") else "PKCS12",
+            })
+    if sasl:
+        config["authProvider.1"] = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
     if read_only_mode:
         # A read-only (partitioned) 3.8 server answers a new global session with
         # NOTREADONLY and drops resumed ones: only local sessions work there.  They are
@@ -164,10 +182,57 @@ def zoo_cfg(
     return config
 
 
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def jaas_config(
+    *,
+    sasl_users: Mapping[str, str] | None = None,
+    keytab: str | None = None,
+    principal: str | None = None,
+) -> str:
+    """The JAAS file of a SASL server: a ``Server`` section with ZooKeeper's
+    ``DigestLoginModule`` (one ``user_<name>`` per entry of ``sasl_users``) or, with
+    ``keytab`` and ``principal``, Java's ``Krb5LoginModule`` (GSSAPI).  The server picks
+    GSSAPI when the section yields a Kerberos principal, so the two are exclusive.
+
+    Raises:
+        ConfigurationError: both or neither given, or a user name JAAS cannot carry.
+    """
+    if (sasl_users is None) == (keytab is None):
+        raise ConfigurationError("give either sasl_users or a Kerberos keytab, not both")
+    if keytab is not None:
+        return (
+            "Server {\n"
+            "  com.sun.security.auth.module.Krb5LoginModule required\n"
+            "  useKeyTab=true\n  storeKey=true\n  useTicketCache=false\n  isInitiator=false\n"
+            f"  keyTab={_jaas_quote(keytab)}\n"
+            f"  principal={_jaas_quote(principal or '')};\n"
+            "};\n"
+        )
+    assert sasl_users is not None
+    lines = ["Server {", "  org.apache.zookeeper.server.auth.DigestLoginModule required"]
+    for user, password in sasl_users.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", user):
+            raise ConfigurationError(f"SASL test user names are [A-Za-z0-9_.-]+, got {user!r}")
+        lines.append(f"  user_{user}={_jaas_quote(password)}")
+    lines[-1] += ";"
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
 def jvm_command(
-    config_path: str, *, jvm_heap: str, force_sync: bool, read_only_mode: bool, netty: bool
+    config_path: str,
+    *,
+    jvm_heap: str,
+    force_sync: bool,
+    read_only_mode: bool,
+    netty: bool,
+    system_properties: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The command line that runs ``QuorumPeerMain`` on ``config_path``.
+    """The command line that runs ``QuorumPeerMain`` on ``config_path``; ``system_properties``
+    become ``-Dkey=value`` (the JAAS file and ``krb5.conf`` of a SASL server).
 
     Raises:
         JavaNotFoundError: no Java runtime was found.
@@ -187,6 +252,7 @@ def jvm_command(
         f"-Dreadonlymode.enabled={'true' if read_only_mode else 'false'}",
         "-Dorg.slf4j.simpleLogger.showDateTime=true",
         "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+        *(f"-D{key}={value}" for key, value in (system_properties or {}).items()),
         "-cp",
         find_zookeeper_classpath(netty=netty),
         _MAIN_CLASS,

@@ -28,7 +28,7 @@ from types import TracebackType
 from zkwarden.errors import ConfigurationError
 
 from ._config import DEBIAN_ZOOKEEPER_JAR as DEBIAN_ZOOKEEPER_JAR
-from ._config import find_java, find_zookeeper_classpath, jvm_command, zoo_cfg
+from ._config import find_java, find_zookeeper_classpath, jaas_config, jvm_command, zoo_cfg
 from ._errors import FourLetterWordError, ServerStartError
 from ._fourlw import (
     parse_cons_sessions,
@@ -38,6 +38,7 @@ from ._fourlw import (
     send_four_letter_word,
 )
 from ._process import LOOPBACK, free_port, kill_group, reaper
+from .kdc import KerberosSetup
 
 __all__ = (
     "ZooKeeperServer",
@@ -86,15 +87,28 @@ class ZooKeeperServer:
         stop_timeout: float = 5.0,
         tls_keystore: str | os.PathLike[str] | None = None,
         tls_keystore_password: str = "",
+        tls_truststore: str | os.PathLike[str] | None = None,
+        client_auth: str = "none",
+        sasl_users: Mapping[str, str] | None = None,
+        kerberos: KerberosSetup | None = None,
     ) -> None:
         """Configure a server; nothing starts until :meth:`start`.
 
         ``tls_keystore`` (a PKCS12 or PEM file with the server's key and certificate) adds
         a TLS client port (:attr:`secure_port`, :attr:`secure_connect_string`) served by
-        ZooKeeper's Netty connection factory; client certificates are not required.
+        ZooKeeper's Netty connection factory.  ``client_auth`` (``none``, ``want``,
+        ``need``) asks TLS clients for a certificate signed by a CA in ``tls_truststore``
+        (PEM or PKCS12); the server's ``x509`` provider then gives the connection the
+        identity ``x509:<subject DN>``.
+
+        SASL: ``sasl_users`` (name -> password) accepts DIGEST-MD5 for those users;
+        ``kerberos`` (from :meth:`zkwarden.testing.kdc.KerberosKDC.server_setup`) accepts
+        GSSAPI.  Either writes a JAAS file, passes it (and ``krb5.conf``) as system
+        properties, and registers ``SASLAuthenticationProvider`` so ``sasl:`` ACLs work.
 
         Raises:
-            ConfigurationError: an option is out of range.
+            ConfigurationError: an option is out of range, or both ``sasl_users`` and
+                ``kerberos`` are given.
         """
         if tick_time <= 0:
             raise ConfigurationError(f"tick_time must be positive, got {tick_time!r}")
@@ -107,6 +121,16 @@ class ZooKeeperServer:
             raise ConfigurationError(f"jvm_heap must look like '256m', got {jvm_heap!r}")
         if server_id is not None and not 0 < server_id < 256:
             raise ConfigurationError(f"server_id must be in 1..255, got {server_id!r}")
+        if client_auth not in ("none", "want", "need"):
+            raise ConfigurationError(f"client_auth must be none, want or need: {client_auth!r}")
+        if sasl_users is not None and kerberos is not None:
+            raise ConfigurationError("a server takes sasl_users or kerberos, not both")
+        self.sasl_users = dict(sasl_users) if sasl_users is not None else None
+        if self.sasl_users is not None:
+            jaas_config(sasl_users=self.sasl_users)  # validates the names now
+        self.kerberos = kerberos
+        self.client_auth = client_auth
+        self.tls_truststore = os.fspath(tls_truststore) if tls_truststore is not None else None
         self.tick_time = tick_time
         self.min_session_timeout = min_session_timeout
         self.max_session_timeout = max_session_timeout
@@ -262,6 +286,9 @@ class ZooKeeperServer:
             tls_keystore_password=self.tls_keystore_password,
             read_only_mode=self.read_only_mode,
             extra_config=self.extra_config,
+            sasl=self.sasl_users is not None or self.kerberos is not None,
+            client_auth=self.client_auth,
+            tls_truststore=self.tls_truststore,
         )
         config_path = os.path.join(self._workdir, "zoo.cfg")
         with open(config_path, "w") as f:
@@ -272,6 +299,7 @@ class ZooKeeperServer:
             force_sync=self.force_sync,
             read_only_mode=self.read_only_mode,
             netty=self.tls_keystore is not None,
+            system_properties=self._sasl_properties(),
         )
         log_path = self.log_path
         assert log_path is not None
@@ -293,6 +321,28 @@ class ZooKeeperServer:
             self.connect_string,
             self._workdir,
         )
+
+    def _sasl_properties(self) -> dict[str, str]:
+        """Write the JAAS file (when SASL is on); the system properties that point at it."""
+        if self.sasl_users is None and self.kerberos is None:
+            return {}
+        assert self._workdir is not None
+        path = os.path.join(self._workdir, "jaas.conf")
+        kerberos = self.kerberos
+        text = jaas_config(
+            sasl_users=self.sasl_users,
+            keytab=kerberos.keytab if kerberos else None,
+            principal=kerberos.principal if kerberos else None,
+        )
+        # The file holds test passwords: readable by its owner only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        props = {"java.security.auth.login.config": path}
+        if kerberos is not None:
+            props["java.security.krb5.conf"] = kerberos.krb5_conf
+            props["javax.security.auth.useSubjectCredsOnly"] = "false"
+        return props
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the server answers ``ruok`` and ``srvr`` reports a ``Mode``.
