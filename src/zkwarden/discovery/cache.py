@@ -1,15 +1,18 @@
 """ServiceCache: a view of a service's instances that never misses a change.
 
-One persistent recursive watch on the service node (ZooKeeper >= 3.6) feeds the view;
-each batch of events costs one pipelined read of the nodes that were created or changed
-and none for removals. After every reconnect the server replays nothing for persistent
-watches, so the cache re-reads everything and emits the difference plus ``Resynced``;
-after a session expiry it re-subscribes on the new session and does the same. Changes
-are told apart by czxid (a node deleted and re-created during a partition is a new
-registration, even at version 0) and mzxid, never by version alone.
+Built on :class:`zkwarden.caches.TreeCache`, which holds the one implementation of the
+cache rules: one persistent recursive watch on the service node (ZooKeeper >= 3.6), one
+read per created or changed instance node and none per removal, a full re-read plus the
+difference plus ``Resynced`` after every reconnect, after a session expiry (re-subscribed
+on the new session) and after the watch stream overflowed; instances told apart by
+czxid (a node deleted and re-created during a partition is a new registration, even at
+version 0) and mzxid, never by version alone; bounded queues per subscriber.
 
-The last good view is kept through SUSPENDED and LOST (marked stale), and, with a
-snapshot directory, written to disk after every change and served at start-up when
+This module adds what is particular to services: it follows the tree cache's changes
+(a subscriber like any other, in a task this cache owns), decodes instance nodes with the
+registry format, and keeps ``{(service, node): instance}``. The last good view is kept
+through SUSPENDED and LOST (marked stale), and, with a snapshot directory, written to
+disk (the discovery snapshot format) after every change and served at start-up when
 ZooKeeper cannot be reached.
 """
 
@@ -18,22 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from .._aio.watch import PersistentWatchStream
 from .._tasks import TaskOwner
-from ..errors import (
-    ClientClosedError,
-    ConnectionLossError,
-    NoNodeError,
-    SessionExpiredError,
-    ZooKeeperError,
-)
-from ..types import ClientState, ClientStateChange, EventType, Stat, WatchEvent
+from ..caches import NodeAdded, NodeRemoved, NodeUpdated, TreeCache
+from ..caches import Resynced as TreeResynced
+from ..caches._feed import DEFAULT_MAX_QUEUED_CHANGES, ChangeFeed
+from ..caches.events import TreeChange
+from ..caches.tree import DEFAULT_MAX_NODES
+from ..errors import ClientClosedError, ZooKeeperError
+from ..types import Stat
 from .formats import RegistryFormat
 from .instance import ServiceInstance
 from .snapshot import read_snapshot, write_snapshot
@@ -42,9 +42,9 @@ __all__ = ("ServiceCache", "Added", "Removed", "Updated", "Resynced", "CacheChan
 
 log = logging.getLogger("zkwarden.discovery")
 
-# Pause after an unexpected failure of the watch loop (a bug, or a format whose decode
-# raises): doubled per failure in a row, capped, so a failure that repeats costs one
-# log record per pause, not a busy loop.
+# Pause after an unexpected failure while following the tree (a format whose decode
+# raises): doubled per failure in a row, capped, so a failure that repeats costs one log
+# record per pause, not a busy loop.
 _FAILURE_PAUSE = 0.1
 _FAILURE_PAUSE_MAX = 10.0
 
@@ -96,18 +96,12 @@ class _Entry:
 _Key = tuple[str, str]  # (service name, node name)
 
 
-class _Subscriber:
-    def __init__(self) -> None:
-        self.queue: deque[CacheChange] = deque()
-        self.wakeup = asyncio.Event()
-        self.error: ZooKeeperError | None = None
-
-
 class ServiceCache:
     """A live view of one service (``name``), or of every service under the base path.
 
     Created and started by :meth:`ServiceDiscovery.cache`; use :meth:`instances` (always
-    current), :meth:`changes` (a stream), and :meth:`close`.
+    current), :meth:`changes` (a stream), and :meth:`close`. ``max_nodes`` bounds the
+    nodes held (see :class:`zkwarden.caches.TreeCache`).
     """
 
     def __init__(
@@ -120,6 +114,7 @@ class ServiceCache:
         snapshot_dir: str | None = None,
         protect_threshold: float | None = None,
         on_close: Callable[[ServiceCache], None] | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> None:
         self._client = client
         self._format = format
@@ -130,27 +125,38 @@ class ServiceCache:
         self._snapshot_file = f"cache-{format.name}-{name or '_all'}.json"
         self._protect = protect_threshold
         self._on_close = on_close
+        if name is not None:  # the service node and its children, the instances
+            self._tree = TreeCache(client, self._root, max_depth=1, max_nodes=max_nodes)
+        else:  # every service: only the paths that lead to instance nodes
+            self._tree = TreeCache(client, self._root, accept=self._wanted, max_nodes=max_nodes)
         self._view: dict[_Key, _Entry] = {}
-        self._subscribers: list[_Subscriber] = []
-        self._stream: PersistentWatchStream | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._feed: ChangeFeed[CacheChange] = ChangeFeed(
+            f"cache {self._root}", self._current, limit=DEFAULT_MAX_QUEUED_CHANGES, logger=log
+        )
         self._tasks = TaskOwner(f"cache {self._root}", log)
+        self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._ended: ZooKeeperError | None = None
         self._from_snapshot = False
-        self._needs_resync = True
+        self._broken = False  # following failed; a re-read is under way
+        self._seen_resyncs = 0  # the tree's full re-reads this view has taken in
         self._ready = asyncio.Event()
         self.updated_at: float | None = None
-        #: reads issued for instance data (to measure reads per change)
-        self.reads = 0
         self.resyncs = 0
 
     # --- public ------------------------------------------------------------------------
 
     @property
+    def reads(self) -> int:
+        """Reads issued for instance data (to measure reads per change)."""
+        return self._tree.reads
+
+    @property
     def stale(self) -> bool:
         """True when the view may be out of date: no session, served from a snapshot, or
         reconnected but not yet re-read (changes made meanwhile are not in it yet)."""
-        return self._from_snapshot or self._needs_resync or not self._client.connected
+        return (self._from_snapshot or self._broken or self._tree.stale
+                or self._seen_resyncs != self._tree.resyncs)
 
     def instances(self, name: str | None = None) -> list[ServiceInstance]:
         """The current instances (of ``name``, for a whole-registry cache), sorted by id."""
@@ -163,26 +169,13 @@ class ServiceCache:
         """The services in the view."""
         return sorted({svc for svc, _ in self._view})
 
-    async def changes(self) -> AsyncIterator[CacheChange]:
+    def changes(self) -> AsyncIterator[CacheChange]:
         """The current view (``Resynced``) first, then every change in order.
 
-        Ends with ClientClosedError when the cache or its client is closed.
+        A subscriber that falls far behind gets one ``Resynced`` instead of what it
+        missed. Ends with ClientClosedError when the cache or its client is closed.
         """
-        sub = _Subscriber()
-        sub.queue.append(Resynced(tuple(self.instances()), self.stale))
-        self._subscribers.append(sub)
-        try:
-            while True:
-                if sub.queue:
-                    yield sub.queue.popleft()
-                    continue
-                if sub.error is not None:
-                    raise sub.error
-                sub.wakeup.clear()
-                await sub.wakeup.wait()
-        finally:
-            if sub in self._subscribers:
-                self._subscribers.remove(sub)
+        return self._feed.subscribe(lambda: self._ended)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the view holds live (or snapshot) data.
@@ -198,10 +191,13 @@ class ServiceCache:
 
         Raises:
             ClientClosedError: the cache is closed.
+            UnimplementedError: the server has no persistent watches (ZooKeeper < 3.6).
         """
         self.start_soon()
         if wait:
             await self._ready.wait()
+            if self._ended is not None and not self._view:
+                raise self._ended
         return self
 
     def start_soon(self) -> None:
@@ -217,45 +213,38 @@ class ServiceCache:
         if self._closed:
             raise ClientClosedError("cache closed")
         if self._task is None:
-            self._client.add_listener(self._on_state)
             if self._snapshot_dir is not None and not self._client.connected:
                 self._load_snapshot()
-            self._task = self._tasks.spawn(self._run(), name="watch")
+            self._tree.start_soon()
+            self._task = self._tasks.spawn(self._follow(), name="follow")
 
     async def close(self) -> None:
         """Stop watching; subscribers' streams end with ClientClosedError. Never raises."""
         if self._closed:
             return
         self._closed = True
-        self._client.remove_listener(self._on_state)
         await self._tasks.aclose()
-        await self._drop_stream()
-        self._end_subscribers(ClientClosedError("cache closed"))
+        await self._tree.close()
+        self._end(ClientClosedError("cache closed"))
         if self._on_close is not None:
             self._on_close(self)
 
     # --- internals -----------------------------------------------------------------------
 
-    async def _drop_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                await stream.aclose()
-            except ZooKeeperError:
-                pass
+    def _current(self) -> Resynced:
+        return Resynced(tuple(self.instances()), self.stale)
 
-    def _end_subscribers(self, exc: ZooKeeperError) -> None:
-        for sub in self._subscribers:
-            sub.error = exc
-            sub.wakeup.set()
+    def _end(self, exc: ZooKeeperError) -> None:
+        if self._ended is None:
+            self._ended = exc
+        self._feed.end(exc)
+        self._ready.set()
 
     def _publish(self, changes: list[CacheChange]) -> None:
         if not changes:
             return
         self.updated_at = time.time()
-        for sub in self._subscribers:
-            sub.queue.extend(changes)
-            sub.wakeup.set()
+        self._feed.publish(changes)
         if self._snapshot_dir is not None:
             self._write_snapshot()
 
@@ -283,11 +272,19 @@ class ServiceCache:
                  len(self._view), snap.age())
         self._ready.set()
 
-    def _on_state(self, change: ClientStateChange) -> None:
-        if change.state in (ClientState.SUSPENDED, ClientState.LOST):
-            self._needs_resync = True
-            for sub in self._subscribers:
-                sub.wakeup.set()
+    def _wanted(self, path: str) -> bool:
+        """For a whole-registry cache: a service node, a node on the way from it to its
+        instances, or an instance node (nothing else is read)."""
+        base = self._base.rstrip("/")
+        service = self._format.service_name(path[len(base) + 1:].split("/", 1)[0])
+        if service is None:
+            return False
+        try:
+            service_path = self._format.service_path(self._base, service)
+        except ZooKeeperError:
+            return False
+        return (service_path == path or service_path.startswith(path + "/")
+                or _paths.parent(path) == service_path)
 
     def _locate(self, path: str) -> _Key | None:
         """(service, node name) for an instance node path, None for anything else."""
@@ -308,105 +305,80 @@ class ServiceCache:
             return None
         return (service, node) if parent == service_path and node else None
 
-    def _decode(self, key: _Key, data: bytes) -> ServiceInstance | None:
-        return self._format.decode(key[0], key[1], data)
-
-    async def _run(self) -> None:
-        client = self._client
+    async def _follow(self) -> None:
+        """Take in the tree cache's changes; after a failure, start over from its view."""
         pause = _FAILURE_PAUSE
         while not self._closed:
             try:
-                await self._client.wait_connected()
-                stream = client.add_watch(self._root, recursive=True)
-                self._stream = stream
-                await stream.arm()
-                async for event in stream:
-                    batch = [event, *stream.take_pending()]
-                    if any(e.type is EventType.NONE for e in batch):
-                        await self._resync()  # armed or re-armed: re-read everything
-                    else:
-                        await self._apply(batch)
-            except SessionExpiredError:
-                log.info("cache %s: session expired; re-subscribing", self._root)
-            except ConnectionLossError:
-                await asyncio.sleep(0.05)
-            except ClientClosedError as exc:
-                self._end_subscribers(exc)
+                async for change in self._tree.changes():
+                    self._take(change)
+                    pause = _FAILURE_PAUSE
+            except ZooKeeperError as exc:  # the tree ended: closed, or no persistent watches
+                self._end(exc)
                 return
             except Exception:
-                # Not a ZooKeeper outcome (a bug, or a format's decode raising): say so
-                # with the traceback, keep the view marked stale, and start over with a
-                # full re-read after a growing pause; a cache that stopped silently would
+                # Not a ZooKeeper outcome (a format's decode raising, a bug): say so with
+                # the traceback, keep the view marked stale, and start over from the tree's
+                # whole view after a growing pause; a cache that stopped silently would
                 # serve a frozen view as live.
                 log.exception("cache %s: watch loop failed; retrying in %.1fs",
                               self._root, pause)
-                await self._drop_stream()  # its watch must not outlive this round
-                self._needs_resync = True
-                for sub in self._subscribers:
-                    sub.wakeup.set()
+                self._broken = True
+                self._feed.wake()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _FAILURE_PAUSE_MAX)
-                continue
-            finally:
-                self._stream = None
-            pause = _FAILURE_PAUSE
 
-    async def _list(self) -> dict[_Key, str]:
-        """Every instance node under the root: key → full path."""
-        client = self._client
-        found: dict[_Key, str] = {}
-        services: list[tuple[str, str]]
-        if self.name is not None:
-            services = [(self.name, self._root)]
-        else:
-            try:
-                nodes = await client.get_children(self._base)
-            except NoNodeError:
-                nodes = []
-            services = []
-            for node in nodes:
-                svc = self._format.service_name(node)
-                if svc is not None:
-                    services.append((svc, self._format.service_path(self._base, svc)))
-        listings = await asyncio.gather(
-            *(client.get_children(path) for _, path in services), return_exceptions=True
-        )
-        for (svc, path), children in zip(services, listings, strict=True):
-            if isinstance(children, NoNodeError):
-                continue
-            if isinstance(children, BaseException):
-                raise children
-            for child in children:
-                found[(svc, child)] = _paths.join(path, child)
-        return found
+    def _take(self, change: TreeChange) -> None:
+        if isinstance(change, TreeResynced):
+            if self._tree.loaded:  # else nothing read yet: keep what the snapshot gave
+                self._rebuild(change.nodes, change.stale)
+            return
+        key = self._locate(change.path)
+        if key is None:
+            return
+        if isinstance(change, NodeRemoved):
+            old = self._view.pop(key, None)
+            self._publish([Removed(old.instance)] if old is not None else [])
+        elif isinstance(change, NodeAdded | NodeUpdated):
+            self._publish(self._upsert(key, change.data, change.stat))
 
-    async def _read(self, targets: dict[_Key, str]) -> dict[_Key, tuple[bytes, Stat] | None]:
-        keys = list(targets)
-        self.reads += len(keys)
-        results = await self._client.get_many([targets[k] for k in keys])
-        out: dict[_Key, tuple[bytes, Stat] | None] = {}
-        for key, result in zip(keys, results, strict=True):
-            out[key] = result if isinstance(result, tuple) else None
-        return out
+    def _upsert(self, key: _Key, data: bytes, stat: Stat) -> list[CacheChange]:
+        old = self._view.get(key)
+        inst = self._format.decode(key[0], key[1], data)
+        if inst is None:  # not (or no longer) an instance this format understands
+            if old is None:
+                return []
+            del self._view[key]
+            return [Removed(old.instance)]
+        self._view[key] = _Entry(inst, stat.czxid, stat.mzxid)
+        if old is None:
+            return [Added(inst)]
+        if old.czxid != stat.czxid:
+            return [Removed(old.instance), Added(inst)]
+        if old.instance != inst:
+            return [Updated(old.instance, inst)]
+        return []
 
-    async def _resync(self) -> None:
-        listing = await self._list()
-        fresh = await self._read(listing)
+    def _rebuild(self, nodes: Mapping[str, tuple[bytes, Stat]], stale: bool) -> None:
         new_view: dict[_Key, _Entry] = {}
-        for key, result in fresh.items():
-            if result is None:
+        for path, (data, stat) in nodes.items():
+            key = self._locate(path)
+            if key is None:
                 continue
-            data, stat = result
-            inst = self._decode(key, data)
+            inst = self._format.decode(key[0], key[1], data)
             if inst is not None:
                 new_view[key] = _Entry(inst, stat.czxid, stat.mzxid)
         old_view = self._view
+        resyncs = self._tree.resyncs
         if (
             self._protect is not None
             and old_view
             and len(new_view) < self._protect * len(old_view)
         ):
-            self._needs_resync = False  # re-read; the old view is kept on purpose
+            # Re-read; the old view is kept on purpose.
+            if not stale:
+                self._seen_resyncs = resyncs
+            self._broken = False
             log.warning(
                 "cache %s: registry shrank from %d to %d instances (below the protection "
                 "threshold %.0f%%); keeping the previous view",
@@ -427,62 +399,10 @@ class ServiceCache:
                 changes.append(Updated(old.instance, entry.instance))
         self._view = new_view
         self._from_snapshot = False
-        self._needs_resync = False
+        self._broken = False
+        if not stale:
+            self._seen_resyncs = resyncs
         self.resyncs += 1
-        changes.append(Resynced(tuple(self.instances()), False))
+        changes.append(self._current())
         self._publish(changes)
         self._ready.set()
-
-    async def _apply(self, events: list[WatchEvent]) -> None:
-        # Coalesce per node: what matters is the node's state now, read once.
-        touched: dict[_Key, str] = {}
-        deleted: set[_Key] = set()
-        root_changed = False
-        for event in events:
-            if event.path == self._root or (self.name is None and self._locate(event.path) is None):
-                if event.type in (EventType.NODE_DELETED, EventType.NODE_CREATED):
-                    root_changed = root_changed or event.path == self._root
-                continue
-            key = self._locate(event.path)
-            if key is None:
-                continue
-            if event.type is EventType.NODE_DELETED:
-                deleted.add(key)
-                touched.pop(key, None)
-            elif event.type in (EventType.NODE_CREATED, EventType.NODE_DATA_CHANGED):
-                deleted.discard(key)
-                touched[key] = event.path
-        changes: list[CacheChange] = []
-        for key in deleted:
-            entry = self._view.pop(key, None)
-            if entry is not None:
-                changes.append(Removed(entry.instance))
-        if touched:
-            fresh = await self._read(touched)
-            for key, result in fresh.items():
-                old = self._view.get(key)
-                if result is None:  # gone again before we read it
-                    if old is not None:
-                        del self._view[key]
-                        changes.append(Removed(old.instance))
-                    continue
-                data, stat = result
-                if old is not None and old.czxid == stat.czxid and old.mzxid >= stat.mzxid:
-                    continue  # nothing newer than what we hold
-                inst = self._decode(key, data)
-                if inst is None:
-                    if old is not None:
-                        del self._view[key]
-                        changes.append(Removed(old.instance))
-                    continue
-                self._view[key] = _Entry(inst, stat.czxid, stat.mzxid)
-                if old is None:
-                    changes.append(Added(inst))
-                elif old.czxid != stat.czxid:
-                    changes.append(Removed(old.instance))
-                    changes.append(Added(inst))
-                elif old.instance != inst:
-                    changes.append(Updated(old.instance, inst))
-        if root_changed and not self._view:
-            pass  # the service node came or went; its instances arrive as their own events
-        self._publish(changes)
