@@ -28,6 +28,7 @@ ROWS = [
     r"rolling restart 25% batches",
     r"close\(\) in watch callback",
     r"accept-then-close 3 s",
+    r"leader drop 5\.5 s > session",
     r"shutdown: close everything",
 ]
 
@@ -78,14 +79,17 @@ def test_make_demo_on_a_fresh_machine_passes_its_invariants(tmp_path: Path) -> N
     assert re.match(r"install -y -q --no-install-recommends +default-jre-headless", installed[1])
     assert "installing from apt: default-jre-headless" in out
     # Then the demo ran, narrated each incident, and every invariant held.
-    for n in range(1, 6):
-        assert f"[{n}/5] " in out
+    for n in range(1, 7):
+        assert f"[{n}/6] " in out
     summary = out[out.index("\nsummary\n"):].splitlines()
     assert summary[2].split()[:6] == ["incident", "views=truth", "recover", "CPU", "attempts",
                                       "leaked"]
-    for pattern, line in zip(ROWS, summary[3:9], strict=True):
+    for pattern, line in zip(ROWS, summary[3:10], strict=True):
         assert re.match(rf"  {pattern} .* PASS$", line), line
-    assert re.match(r"all \d+ invariants held; [\d.]+ s wall time", summary[9])
+    assert re.match(r"all \d+ invariants held; [\d.]+ s wall time", summary[10])
+    # the leader incident shows both timelines and the measured gap
+    assert re.search(r"leader work STOPS", out) and re.search(r"leader work STARTS", out)
+    assert re.search(r"saw: A stopped its work [\d.]+ s after the drop .* gap \d+ ms", out)
     assert "Traceback" not in out + err
     assert took < 90
 
@@ -113,7 +117,7 @@ def _port(text: str) -> int:
 def test_demo_interrupted_cleans_up(spawn: Callable[..., Proc]) -> None:
     proc = spawn("demo", "--quick")
     line = proc.wait_for(r"ZooKeeper on 127\.0\.0\.1:\d+", timeout=60)
-    proc.wait_for(r"^\[1/5\] ", timeout=30)
+    proc.wait_for(r"^\[1/6\] ", timeout=30)
     assert proc.interrupt(timeout=30) == exitcodes.INTERRUPTED
     assert "interrupted; everything was cleaned up" in proc.output
     assert "Traceback" not in proc.output

@@ -19,6 +19,7 @@ from ...discovery import Added, Removed, ServiceInstance, Updated, get_format
 from ...sync import Client
 from ...types import ClientState, EventType, WatchEvent
 from .fleet import BASE_PATH, NAME, DemoConfig, Fleet, Member, Status, count_changes, unsigned
+from .leader import leader_drop, leader_narration, leader_title
 from .report import Check, Report, Verdict
 
 __all__ = ("INCIDENTS", "Incident")
@@ -406,4 +407,5 @@ INCIDENTS: tuple[Incident, ...] = (
                    "moment the server heals."),
         flapping_server,
     ),
+    Incident("leader-drop", leader_title, leader_narration, leader_drop),
 )
