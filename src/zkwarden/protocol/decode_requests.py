@@ -23,6 +23,7 @@ from . import ops
 from .jute import Reader, Writer
 from .ops import OpCode, Request
 from .records import ConnectRequest, MultiHeader, read_acl, read_stat
+from .sasl import Sasl
 
 __all__ = (
     "OPCODE_NAMES",
@@ -75,23 +76,6 @@ OPCODE_NAMES: dict[int, str] = {
 def opcode_name(opcode: int) -> str:
     """ZooKeeper's name for ``opcode``, or ``"op<N>"`` for one it does not define."""
     return OPCODE_NAMES.get(opcode) or f"op{opcode}"
-
-
-@dataclass(frozen=True, slots=True)
-class Sasl(Request):
-    """sasl (102): GetSASLRequest ``{buffer token}`` → SetSASLResponse ``{buffer token}``."""
-
-    OPCODE: ClassVar[int] = OpCode.SASL
-    token: bytes | None
-    path: str = ""
-
-    def body(self) -> bytes:
-        w = Writer()
-        w.buffer(self.token)
-        return bytes(w.buf)
-
-    def read_response(self, r: Reader) -> bytes | None:
-        return r.buffer()
 
 
 @dataclass(frozen=True, slots=True)
