@@ -23,7 +23,8 @@ PYTEST_ARGS ?=
 deps: system-deps $(STAMP)
 
 # apt only when something is missing, so a second run is instant and needs no network.
-# javac (a JDK) is needed by the Curator interop tests; venv by a Debian python3.
+# javac (a JDK) is needed by the Curator interop tests; venv by a Debian python3; the
+# Kerberos packages by the SASL GSSAPI tests (a KDC of their own) and to build gssapi.
 system-deps:
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
@@ -34,6 +35,14 @@ system-deps:
 	[ -f /usr/share/java/curator-x-discovery.jar ] || missing="$$missing libcurator-discovery-java"; \
 	[ -f /usr/share/java/curator-recipes.jar ] || missing="$$missing libcurator-recipes-java"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	[ -f /usr/include/krb5.h ] || missing="$$missing libkrb5-dev"; \
+	[ -x /usr/sbin/krb5kdc ] || missing="$$missing krb5-kdc"; \
+	[ -x /usr/sbin/kadmin.local ] || missing="$$missing krb5-admin-server"; \
+	command -v kinit >/dev/null 2>&1 || missing="$$missing krb5-user"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sysconfig; assert os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+		>/dev/null 2>&1 || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing from apt:$$missing"; \
 		$(SUDO) apt-get update -q && \

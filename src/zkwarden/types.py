@@ -7,6 +7,8 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+from .errors import InvalidArgumentError
+
 __all__ = (
     "Id",
     "ACL",
@@ -53,6 +55,41 @@ class ACL:
 
     perms: int
     id: Id
+
+    @classmethod
+    def digest(cls, user: str, password: str, perms: int = Perms.ALL) -> ACL:
+        """``perms`` for the digest user ``user`` (id ``user:base64(sha1(user:password))``,
+        as the server derives it; the password itself is not kept).
+
+        Raises:
+            InvalidArgumentError: ``user`` contains ``:`` (the server could never match it).
+        """
+        if ":" in user:
+            raise InvalidArgumentError("a digest user name cannot contain ':'")
+        return make_digest_acl(user, password, perms)
+
+    @classmethod
+    def sasl(cls, principal: str, perms: int = Perms.ALL) -> ACL:
+        """``perms`` for a SASL identity: a DIGEST-MD5 user name, or a Kerberos principal
+        as the server names it (``alice@REALM``). Needs the server's
+        ``SASLAuthenticationProvider``."""
+        return cls(int(perms), Id("sasl", principal))
+
+    @classmethod
+    def x509(cls, dn: str, perms: int = Perms.ALL) -> ACL:
+        """``perms`` for a TLS client certificate, by its subject DN as the server prints it
+        (e.g. ``CN=app,OU=ops``)."""
+        return cls(int(perms), Id("x509", dn))
+
+    @classmethod
+    def world(cls, perms: int = Perms.ALL) -> ACL:
+        """``perms`` for everybody (``world:anyone``)."""
+        return cls(int(perms), Id("world", "anyone"))
+
+    @classmethod
+    def creator(cls, perms: int = Perms.ALL) -> ACL:
+        """``perms`` for the identities of the connection that creates the node (``auth:``)."""
+        return cls(int(perms), Id("auth", ""))
 
 
 OPEN_ACL_UNSAFE: tuple[ACL, ...] = (ACL(Perms.ALL, Id("world", "anyone")),)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import re
 import sys
 from typing import Any
 
@@ -51,7 +52,8 @@ _PERM_BITS = {
 
 def parse_acl(spec: str) -> ACL:
     """``scheme:id:perms`` (zkCli syntax: ``world:anyone:cdrwa``, ``auth::cdrwa``,
-    ``digest:user:BASE64HASH:r``, ``ip:10.0.0.0/8:rw``) → ACL.
+    ``digest:user:BASE64HASH:r``, ``ip:10.0.0.0/8:rw``, ``sasl:alice@REALM:r``,
+    ``x509:CN=app,OU=ops:r``) → ACL.
 
     Raises:
         ConfigurationError: malformed entry or unknown permission letter.
@@ -73,8 +75,13 @@ def parse_acl(spec: str) -> ACL:
     return ACL(perms, Id(scheme, ident))
 
 
+# Entries are comma separated, but an x509 DN has commas of its own (CN=a,OU=b): split
+# only before something that starts a new SCHEME: (a DN's next part is KEY=, not KEY:).
+_ACL_SEPARATOR = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9]*:)")
+
+
 def _split_acls(specs: list[str]) -> list[ACL]:
-    items = [part for spec in specs for part in spec.split(",") if part.strip()]
+    items = [part for spec in specs for part in _ACL_SEPARATOR.split(spec) if part.strip()]
     return [parse_acl(item.strip()) for item in items]
 
 

@@ -39,7 +39,7 @@ from ..errors import (
     UnimplementedError,
     ZooKeeperError,
 )
-from ..types import ClientState, ClientStateChange
+from ..types import ACL, ClientState, ClientStateChange
 from .formats import RegistryFormat, get_format
 from .instance import ServiceInstance
 
@@ -69,7 +69,9 @@ class ServiceRegistry:
     """Registers service instances and keeps them registered.
 
     ``format`` is ``"curator"`` (default), ``"rpcx"``, ``"dubbo"`` or a RegistryFormat;
-    ``base_path`` defaults to the format's own (``/services`` for curator).
+    ``base_path`` defaults to the format's own (``/services`` for curator). ``acl`` is
+    given to every node the registry creates (instance nodes and missing parents; default:
+    the server's open ACL), e.g. ``[ACL.sasl("svc@REALM"), *READ_ACL_UNSAFE]``.
 
     Raises (constructor):
         ConfigurationError: unknown format.
@@ -83,8 +85,10 @@ class ServiceRegistry:
         format: str | RegistryFormat = "curator",
         *,
         use_containers: bool = True,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         self._client = client
+        self._acl = list(acl) if acl is not None else None
         self._format = get_format(format)
         self._base = _paths.validate(base_path or self._format.default_base_path)
         self._use_containers = use_containers
@@ -288,7 +292,8 @@ class ServiceRegistry:
         for _ in range(20):
             try:
                 created = await client.create(
-                    reg.path, reg.data, ephemeral=reg.ephemeral, sequence=reg.sequential
+                    reg.path, reg.data, ephemeral=reg.ephemeral, sequence=reg.sequential,
+                    acl=self._acl,
                 )
                 reg.node_path, reg.owner = created, session
                 if reg.removed:
@@ -343,7 +348,7 @@ class ServiceRegistry:
             try:
                 async with client.transaction() as t:
                     t.delete(reg.path, version=stat.version)
-                    t.create(reg.path, reg.data, ephemeral=True)
+                    t.create(reg.path, reg.data, ephemeral=True, acl=self._acl)
             except TransactionError:
                 return False
             reg.node_path, reg.owner = reg.path, session
@@ -363,20 +368,21 @@ class ServiceRegistry:
         for node in reversed(missing):
             try:
                 if self._use_containers:
-                    await client.create(node, container=True)
+                    await client.create(node, container=True, acl=self._acl)
                 else:
-                    await client.create(node)
+                    await client.create(node, acl=self._acl)
             except NodeExistsError:
                 pass
             except UnimplementedError:
                 self._use_containers = False  # servers older than 3.5.3
-                await client.create(node)
+                await client.create(node, acl=self._acl)
             except NoNodeError:
                 # A container parent was removed by the server between our create calls
                 # (it had become empty): go round again.
                 await self._ensure_parents(node)
                 try:
-                    await client.create(node, container=self._use_containers)
+                    await client.create(node, container=self._use_containers,
+                                        acl=self._acl)
                 except NodeExistsError:
                     pass
 
