@@ -13,7 +13,6 @@ compare equal exactly when they would run the same agent, which is what a reload
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex
@@ -26,6 +25,9 @@ from .. import paths as _paths
 from ..discovery import ServiceInstance, get_format
 from ..errors import ConfigurationError, ZooKeeperError
 from ..hosts import parse_connect_string
+from ._toml import Reader as _Reader
+from ._toml import parse_duration
+from ._toml import show as _show
 
 __all__ = (
     "AgentConfig",
@@ -47,13 +49,10 @@ CheckType = Literal["http", "tcp", "command", "none"]
 #: Where the HTTP API listens unless ``[agent] listen`` says otherwise.
 DEFAULT_LISTEN = "127.0.0.1:8731"
 
-_MISSING: Any = object()
 # The largest session timeout the wire can carry (int32 milliseconds), and the bound the
 # client puts on every other timeout.
 _MAX_SESSION_MS = 2**31 - 1
 _MAX_TIMEOUT = 1e9
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)\s*")
 
 
 # --- the configuration tree ----------------------------------------------------------------
@@ -190,116 +189,6 @@ class AgentConfig:
     source: str = field(default="<config>", compare=False)
 
 
-# --- parsing helpers -------------------------------------------------------------------------
-
-
-class _Reader:
-    """Typed access to one TOML table, with errors naming ``source: key.path``."""
-
-    def __init__(self, source: str, table: Mapping[str, Any], where: str) -> None:
-        self.source = source
-        self.table = table
-        self.where = where
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, message: str) -> ConfigurationError:
-        return ConfigurationError(f"{self.source}: {self.key(name)}: {message}")
-
-    def raw(self, name: str, default: Any = _MISSING) -> Any:
-        self.used.add(name)
-        if name in self.table:
-            return self.table[name]
-        if default is _MISSING:
-            raise self.fail(name, "is required")
-        return default
-
-    def text(self, name: str, default: Any = _MISSING, *, empty: bool = False) -> Any:
-        value = self.raw(name, default)
-        if value is default and default is not _MISSING:
-            return value
-        if not isinstance(value, str):
-            raise self.fail(name, f"must be a string, got {_show(value)}")
-        if not empty and not value.strip():
-            raise self.fail(name, "must not be empty")
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.raw(name, default)
-        if not isinstance(value, bool):
-            raise self.fail(name, f"must be true or false, got {_show(value)}")
-        return value
-
-    def integer(self, name: str, default: Any, *, low: int, high: int | None = None) -> Any:
-        value = self.raw(name, default)
-        if value is default and default is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer, got {_show(value)}")
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in {low}..{high}"
-            raise self.fail(name, f"must be {bounds}, got {value}")
-        return value
-
-    def duration(self, name: str, default: Any) -> Any:
-        value = self.raw(name, default)
-        if value is default and default is None:
-            return None
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise self.fail(
-                name, f'must be a duration > 0 like "10s" or "250ms", got {_show(value)}'
-            ) from None
-
-    def str_list(self, name: str) -> tuple[str, ...]:
-        value = self.raw(name, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.fail(name, f"must be a list of non-empty strings, got {_show(value)}")
-        return tuple(value)
-
-    def sub(self, name: str) -> _Reader:
-        """The table ``name`` (an empty one when absent)."""
-        value = self.raw(name, {})
-        if not isinstance(value, dict):
-            raise self.fail(name, f"must be a table, got {_show(value)}")
-        return _Reader(self.source, value, self.key(name))
-
-    def done(self) -> None:
-        for name in self.table:
-            if name not in self.used:
-                raise self.fail(name, "unknown key")
-
-
-def _show(value: object) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number of seconds or a string like ``"250ms"``, ``"10s"``, ``"2m"``.
-
-    Raises:
-        ValueError: not a finite duration greater than zero.
-    """
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        if match is None:
-            raise ValueError(value)
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(value)
-    return seconds
-
-
 def _parse_listen(r: _Reader) -> tuple[str, int]:
     text = r.text("listen", DEFAULT_LISTEN)
     host, sep, port_text = text.rpartition(":")
@@ -314,7 +203,7 @@ def _parse_listen(r: _Reader) -> tuple[str, int]:
 
 
 def _zookeeper(r: _Reader) -> ZooKeeperConfig:
-    hosts = r.text("hosts", "127.0.0.1:2181")
+    hosts = r.text("hosts", "127.0.0.1:2181", env=True)
     try:
         parse_connect_string(hosts)
     except ZooKeeperError as exc:
@@ -341,7 +230,7 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
         if not isinstance(entry, dict):
             raise r.fail(f"auth[{i}]", 'must be a table {scheme = "...", credentials = "..."}')
         a = _Reader(r.source, entry, r.key(f"auth[{i}]"))
-        auth.append((a.text("scheme"), a.text("credentials", empty=True)))
+        auth.append((a.text("scheme"), a.text("credentials", empty=True, env=True)))
         a.done()
     fmt = r.text("format", "curator")
     try:
@@ -496,12 +385,12 @@ def _check(r: _Reader, address: str, port: int | None) -> CheckConfig:
 def _service(r: _Reader, zk: ZooKeeperConfig) -> ServiceConfig:
     name = r.text("name")
     _check_name(r, "name", name)
-    address = r.text("address")
+    address = r.text("address", env=True)
     port = r.integer("port", None, low=0, high=65535)
     ssl_port = r.integer("ssl_port", None, low=0, high=65535)
     if port is None and "id" not in r.table:
         raise r.fail("id", "is required when the service has no port")
-    sid = r.text("id", f"{address}:{port}")
+    sid = r.text("id", f"{address}:{port}", env=True)
     try:
         ServiceInstance(name="x", id=sid)
     except ConfigurationError as exc:
@@ -514,7 +403,7 @@ def _service(r: _Reader, zk: ZooKeeperConfig) -> ServiceConfig:
     except ConfigurationError as exc:
         raise r.fail("payload", str(exc)) from None
     weight = r.integer("weight", None, low=0)
-    zone = r.text("zone", None)
+    zone = r.text("zone", None, env=True)
     tags = r.str_list("tags")
     metadata = r.raw("metadata", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
