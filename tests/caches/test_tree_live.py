@@ -374,3 +374,54 @@ async def test_client_close_ends_streams_and_close_is_idempotent(
     await tree.close()
     with pytest.raises(ClientClosedError):
         tree.start_soon()
+
+
+class _NoAddWatch:
+    """What arming a persistent watch does on a ZooKeeper 3.5 server."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ended = False
+
+    async def arm(self) -> None:
+        from zkwarden.errors import UnimplementedError
+
+        raise UnimplementedError("addWatch is not implemented by this server")
+
+    async def aclose(self) -> None:
+        self.ended = True
+
+
+async def test_server_without_persistent_watches_fails_start_clearly(
+    make_client: Any, zk_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zkwarden.errors import UnimplementedError
+
+    client = await make_client()
+    monkeypatch.setattr(client, "add_watch", lambda path, recursive=True: _NoAddWatch(path))
+    tree = TreeCache(client, zk_path)
+    with pytest.raises(UnimplementedError):
+        await tree.start(timeout=5)
+    with pytest.raises(UnimplementedError):
+        await next_change(tree.changes())
+    assert not tree.loaded and tree.stale
+    await tree.close()
+
+
+async def test_close_during_start_leaves_no_task(make_client: Any, zk_path: str) -> None:
+    from _tasks_support import package_dirs, tasks_running_code_of
+
+    import zkwarden.caches as caches_pkg
+
+    client = await make_client()
+    await client.create(f"{zk_path}/a/b", b"", makepath=True)
+    for delay in (0.0, 0.001, 0.005, 0.02):
+        tree = TreeCache(client, zk_path)
+        tree.start_soon()
+        await asyncio.sleep(delay)
+        await asyncio.wait_for(tree.close(), 5)
+        assert tasks_running_code_of(package_dirs(caches_pkg)) == []
+    # The client still serves a new cache on the same path.
+    fresh = await TreeCache(client, zk_path).start(timeout=5)
+    assert fresh.get(f"{zk_path}/a/b") is not None
+    await fresh.close()
