@@ -13,6 +13,7 @@ compare equal exactly when they would run the same agent, which is what a reload
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ from .. import paths as _paths
 from ..discovery import ServiceInstance, get_format
 from ..errors import ConfigurationError, ZooKeeperError
 from ..hosts import parse_connect_string
+from ..sasl import SASLOptions
 from ._toml import Reader as _Reader
 from ._toml import parse_duration
 from ._toml import show as _show
@@ -79,6 +81,8 @@ class ZooKeeperConfig:
     base_path: str | None = None
     format: str = "curator"
     tls: TLSConfig | None = None
+    #: ``[zookeeper.sasl]``: the password only from ``password_file`` or ``password_env``.
+    sasl: SASLOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ class AgentSettings:
     max_wait: float = 600.0
     max_on_demand: int = 256
     on_demand_idle: float = 300.0
+    #: A ``listen`` address other than loopback needs this (and logs a warning).
+    allow_remote: bool = False
+    #: A file holding the bearer token every API request must present (none: no auth).
+    token_file: str | None = None
+    #: Also (or, with ``listen = "none"``, only) serve the API on this Unix socket.
+    unix_socket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,7 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
         t.done()
     elif raw_tls not in (None, False):
         raise r.fail("tls", f"must be true, false or a table, got {_show(raw_tls)}")
+    sasl = _sasl(r.sub("sasl")) if r.raw("sasl", None) is not None else None
     r.done()
     return ZooKeeperConfig(
         hosts=hosts,
@@ -271,11 +282,50 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
         base_path=base_path,
         format=fmt,
         tls=tls,
+        sasl=sasl,
     )
+
+
+def _sasl(r: _Reader) -> SASLOptions:
+    """``[zookeeper.sasl]``. A password is never written in the file itself."""
+    if "password" in r.table:
+        raise r.fail("password", "is not accepted here: use password_file (or password_env)")
+    fields = {name: r.text(name, None) for name in (
+        "mechanism", "username", "password_file", "password_env", "service", "server_name",
+        "realm", "principal", "keytab")}
+    r.done()
+    try:
+        options = SASLOptions(**{k: v for k, v in fields.items() if v is not None})
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{r.source}: {r.where}: {exc}") from None
+    if options.password_file is not None and not os.access(options.password_file, os.R_OK):
+        raise r.fail("password_file", f"cannot read {_show(options.password_file)}")
+    return options
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _agent(r: _Reader, base_dir: str) -> AgentSettings:
     host, port = _parse_listen(r)
+    allow_remote = r.flag("allow_remote", False)
+    if not allow_remote and not _is_loopback(host):
+        raise r.fail("listen", f"{_show(host)} is not a loopback address: the API would be "
+                               "reachable from other hosts; set allow_remote = true to mean it")
+    token_file = r.text("token_file", None)
+    if token_file is not None:
+        token_file = os.path.join(base_dir, os.path.expanduser(token_file))
+    unix_socket = r.text("unix_socket", None)
+    if unix_socket is not None:
+        unix_socket = os.path.join(base_dir, os.path.expanduser(unix_socket))
+        if len(os.fsencode(unix_socket)) > 100:
+            raise r.fail("unix_socket", "path longer than 100 bytes (the socket limit)")
     snapshot_dir = r.text("snapshot_dir", None)
     if snapshot_dir is not None:
         snapshot_dir = os.path.join(base_dir, os.path.expanduser(snapshot_dir))
@@ -298,6 +348,9 @@ def _agent(r: _Reader, base_dir: str) -> AgentSettings:
         watch=watch,
         watch_on_demand=on_demand,
         max_wait=max_wait,
+        allow_remote=allow_remote,
+        token_file=token_file,
+        unix_socket=unix_socket,
         max_on_demand=max_on_demand,
         on_demand_idle=on_demand_idle,
     )

@@ -16,6 +16,11 @@
 ``GET /metrics``                           Prometheus text format
 =========================================  ==============================================
 
+Exposure: the API listens on loopback unless ``[agent] allow_remote`` is set (a warning
+is logged then); with ``[agent] token_file`` every request needs ``Authorization: Bearer
+<token>`` (401 otherwise; compared in constant time); ``[agent] unix_socket`` serves it on
+a Unix socket as well (mode 0660). No endpoint changes anything: every route is GET.
+
 Responses are JSON (``application/json``); errors are ``{"error": "..."}`` with 400 (bad
 query, or a service name longer than 200 characters), 404 (no such service, or not watched
 and on-demand views off; an unknown route too), 405 (a method other than GET), 414/431
@@ -27,9 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import json
 import logging
+import os
 import random
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -43,6 +52,7 @@ from aiohttp.web_request import BaseRequest
 from .._aio.client import AsyncClient
 from ..discovery import ServiceDiscovery, ServiceInstance
 from ..errors import ConfigurationError, NoInstancesError, ZooKeeperError
+from ..sasl import read_secret_file
 from .config import AgentConfig, parse_duration
 from .logs import EventLog
 from .metrics import CONTENT_TYPE_LATEST, AgentMetrics
@@ -57,6 +67,9 @@ _NAMES_TIMEOUT = 2.0
 _SSE_KEEPALIVE = 15.0
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_log = logging.getLogger("zkwarden.agent")
+#: A presented token longer than this is refused before it is compared.
+_MAX_TOKEN = 4096
 
 
 def instance_json(inst: ServiceInstance) -> dict[str, Any]:
@@ -90,6 +103,23 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         content_type="application/json",
         headers=headers,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove the socket a previous run left at ``path``; anything else there stays (and
+    binding fails), so a misconfigured path never deletes a file."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -216,7 +246,8 @@ class ApiServer:
         self._agent = agent
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] = ("", 0)
-        self.app = web.Application(middlewares=[self._count])
+        self._token: bytes | None = None
+        self.app = web.Application(middlewares=[self._count, self._authorize])
         self.app.router.add_get("/v1/services", self.list_services)
         self.app.router.add_get("/v1/services/{name}", self.get_service)
         self.app.router.add_get("/v1/services/{name}/pick", self.pick)
@@ -228,16 +259,36 @@ class ApiServer:
         return self._address
 
     async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port`` (port 0: any free port).
+        """Listen on ``host:port`` (port 0: any free port), and on the configured Unix
+        socket; read the bearer token file when one is configured.
 
         Raises:
             OSError: the address cannot be bound.
+            ConfigurationError: the token file cannot be read, or a non-loopback address
+                without ``allow_remote``.
         """
+        settings = self._agent.config.agent
+        if not _loopback(host):
+            if not settings.allow_remote:
+                raise ConfigurationError(
+                    f"listen {host}:{port} is not loopback; set [agent] allow_remote = true")
+            _log.warning("the agent's HTTP API listens on %s:%d, reachable from other hosts%s",
+                         host, port, "" if settings.token_file else " with no token_file")
+        if settings.token_file is not None:
+            token = read_secret_file(settings.token_file, "API token")
+            if len(token) < 16:
+                raise ConfigurationError(
+                    f"the API token in {settings.token_file!r} is shorter than 16 characters")
+            self._token = token.encode()
         runner = _Runner(self.app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:
             await site.start()
+            if settings.unix_socket is not None:
+                _remove_stale_socket(settings.unix_socket)
+                await web.UnixSite(runner, settings.unix_socket).start()
+                os.chmod(settings.unix_socket, 0o660)
         except BaseException:
             await runner.cleanup()
             raise
@@ -258,6 +309,19 @@ class ApiServer:
                 await runner.cleanup()
 
     # --- middleware ------------------------------------------------------------------
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        token = self._token
+        if token is None:
+            return await handler(request)
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        given = presented.strip().encode("utf-8", "replace")[:_MAX_TOKEN + 1]
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, token):
+            # Never say which part was wrong, never echo what was sent.
+            return _json({"error": "unauthorized: a valid bearer token is required"}, 401,
+                         {"WWW-Authenticate": 'Bearer realm="zkwarden-agent"'})
+        return await handler(request)
 
     @web.middleware
     async def _count(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
