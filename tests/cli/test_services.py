@@ -39,7 +39,7 @@ def test_register_until_ctrl_c_then_unregister(
         "ID   ENDPOINT       DETAILS",
         'one  10.1.2.3:8080  {"zone":"a"}',
     ]
-    doc = cli("--json", "discover", "web", "--base-path", base).json()
+    doc = cli("--json", "discover", "web", "--base-path", base).json()["instances"]
     assert doc[0]["id"] == "one" and doc[0]["port"] == 8080 and doc[0]["payload"] == {"zone": "a"}
     assert doc[0]["service_type"] == "DYNAMIC"
 

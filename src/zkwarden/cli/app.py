@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -55,6 +56,8 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
     return value
 
 
@@ -84,6 +87,11 @@ def _duration(parser: argparse.ArgumentParser) -> None:
                         help="stop by itself after SECONDS (as if interrupted)")
 
 
+def _force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="allow writing under /zookeeper (ZooKeeper's own tree)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``zkwarden`` argument parser."""
     common = _common_options()
@@ -107,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("get", "print a node's data")
     p.add_argument("path")
     p.add_argument("-s", "--stat", action="store_true", help="also print the node's Stat")
+    p.add_argument("--raw", action="store_true",
+                   help="the bytes exactly (no newline added after text data)")
 
     p = verb("set", "replace a node's data")
     p.add_argument("path")
@@ -114,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", help="read the data from FILE ('-': stdin)")
     p.add_argument("--version", type=int, default=-1, dest="version",
                    help="only if the node is at this version")
+    _force(p)
 
     p = verb("create", "create a node")
     p.add_argument("path")
@@ -129,12 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acl", action="append", metavar="SCHEME:ID:PERMS",
                    help="ACL entry, e.g. world:anyone:r (repeatable; default world:anyone:cdrwa)")
     _duration(p)
+    _force(p)
 
     p = verb("rm", "delete nodes")
     p.add_argument("paths", nargs="+", metavar="path")
     p.add_argument("-r", "--recursive", action="store_true", help="delete whole subtrees")
     p.add_argument("--version", type=int, default=-1, dest="version",
                    help="only if the node is at this version")
+    _force(p)
 
     p = verb("stat", "print a node's Stat")
     p.add_argument("path")
@@ -161,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. world:anyone:r auth::cdrwa digest:user:HASH:cdrwa ip:10.0.0.1:rw")
     q.add_argument("--version", type=int, default=-1, dest="version",
                    help="only if the ACL is at this version")
+    _force(q)
 
     verb("whoami", "print this connection's identities (ZooKeeper >= 3.7)")
 
@@ -313,12 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with configure_logging(opts.verbose):
         try:
             return _run(_verb_for(args), args, opts, out)
-        except KeyboardInterrupt:
-            out.note("interrupted")
-            return exitcodes.INTERRUPTED
-        except asyncio.CancelledError:
-            out.note("interrupted")
-            return exitcodes.INTERRUPTED
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            return out.interrupted()
         except (ZooKeeperError, OSError) as exc:
             return out.error(exc)
         except Exception as exc:  # a bug: still one line, never a traceback

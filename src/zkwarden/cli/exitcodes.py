@@ -76,6 +76,7 @@ __all__ = (
     "describe_error",
     "epilog",
     "UnreachableError",
+    "ChrootMissingError",
 )
 
 OK = 0
@@ -153,6 +154,14 @@ _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
+class ChrootMissingError(NoNodeError):
+    """The connect string's chroot is not a node on the server."""
+
+    def __init__(self, chroot: str) -> None:
+        super().__init__("chroot does not exist", path=chroot)
+        self.chroot = chroot
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The exit code for an exception (see the module table)."""
     if isinstance(exc, KeyboardInterrupt):
@@ -174,6 +183,11 @@ def describe_error(exc: BaseException) -> str:
     """A one-line, human message for ``exc`` (never a traceback)."""
     path = getattr(exc, "path", None) if isinstance(exc, ServerError) else None
     where = f": {path}" if path else ""
+    if isinstance(exc, ChrootMissingError):
+        return (
+            f"the chroot {exc.chroot} (in the connect string) does not exist on the server; "
+            f"create it first (zkwarden --hosts HOST:PORT create -p {exc.chroot})"
+        )
     if isinstance(exc, NoNodeError):
         return f"no such node{where}"
     if isinstance(exc, NodeExistsError):

@@ -112,6 +112,20 @@ class Output:
         return exit_code
 
 
+    def interrupted(self) -> int:
+        """Report an interrupt (Ctrl-C) on stderr, as JSON under ``--json``; return 130."""
+        from .exitcodes import INTERRUPTED
+
+        if self.json_mode:
+            payload = {"error": {"type": "Interrupted", "message": "interrupted",
+                                 "exit_code": INTERRUPTED}}
+            self.stderr.write(json.dumps(payload) + "\n")
+            self.stderr.flush()
+        else:
+            self.note("interrupted")
+        return INTERRUPTED
+
+
 class Progress:
     """A live status line: rewritten in place on a terminal, plain lines otherwise.
 

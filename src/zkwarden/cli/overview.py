@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,20 @@ def read_mntr(host: HostPort, timeout: float) -> dict[str, str]:
         raise ZooKeeperError(f"{host} answered mntr with {reply!r} (not serving?)") from None
 
 
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:[eE][-+]?[0-9]+)?")
+
+
+def mntr_value(text: str) -> int | float | str:
+    """A ``mntr`` value as JSON should carry it: counts and latencies as numbers, the
+    rest (version, server state) as the text it is. Never raises."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
 async def cmd_mntr(args: argparse.Namespace, opts: Options, out: Output) -> int:
     """``mntr [HOST:PORT...]``: the monitoring metrics of each server (default: every
     server of --hosts)."""
@@ -210,7 +225,8 @@ async def cmd_mntr(args: argparse.Namespace, opts: Options, out: Output) -> int:
             raise result
     metrics = {str(h): r for h, r in zip(hosts, results, strict=True) if isinstance(r, dict)}
     if out.json_mode:
-        out.json(metrics)
+        out.json({host: {k: mntr_value(v) for k, v in values.items()}
+                  for host, values in metrics.items()})
         return 0
     for i, (host, values) in enumerate(metrics.items()):
         if len(metrics) > 1:

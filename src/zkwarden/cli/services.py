@@ -73,7 +73,37 @@ def instance_from_args(args: argparse.Namespace) -> ServiceInstance:
     }
     if args.id:
         fields["id"] = args.id
+    if getattr(args, "format", None) == "rpcx":
+        _check_rpcx_args(args, fields["metadata"])
     return ServiceInstance(args.name, **fields)
+
+
+# rpcx keeps these in its metadata string; on the command line they have flags of their own.
+_RPCX_META_FLAGS = {
+    "weight": "--weight",
+    "zone": "--zone",
+    "group": "--tag (rpcx groups are tags)",
+    "state": "no flag: register always registers an active instance",
+}
+
+
+def _check_rpcx_args(args: argparse.Namespace, metadata: dict[str, str]) -> None:
+    """Refuse what rpcx cannot carry, naming the flag to use instead.
+
+    Raises:
+        ConfigurationError: a reserved --meta key, --payload or --ssl-port with rpcx.
+    """
+    for key in sorted(metadata):
+        if key in _RPCX_META_FLAGS:
+            raise ConfigurationError(
+                f"--meta {key}=... is an rpcx field, not metadata: use {_RPCX_META_FLAGS[key]}"
+            )
+    for flag, value in (("--payload", args.payload), ("--ssl-port", args.ssl_port)):
+        if value is not None:
+            raise ConfigurationError(
+                f"{flag} cannot be stored in the rpcx format (its nodes carry address, port "
+                "and --meta/--weight/--zone/--tag only)"
+            )
 
 
 def _endpoint(inst: ServiceInstance) -> str:
@@ -169,12 +199,15 @@ async def cmd_register(args: argparse.Namespace, opts: Options, out: Output) -> 
         try:
             await registry.register(inst)
             node = registry.node_path(inst)
+            # What readers of the format will see: rpcx and Dubbo derive the id from the
+            # address (the one `discover` shows), not the one given here.
+            shown = registry.format.canonical(inst)
             if out.json_mode:
                 out.json({"time": time.time(), "event": "registered", "path": node,
                           "session": f"0x{zk.session_id or 0:x}",
-                          "instance": instance_to_dict(inst)}, stream=True)
+                          "instance": instance_to_dict(shown)}, stream=True)
             else:
-                out.line(f"registered {inst.name}/{inst.id} at {node} ({registry.format.name})")
+                out.line(f"registered {shown.name}/{shown.id} at {node} ({registry.format.name})")
                 if args.duration is None:
                     out.note("keeping it registered through faults; Ctrl-C to unregister")
             with Interrupt() as interrupt:
@@ -188,7 +221,7 @@ async def cmd_register(args: argparse.Namespace, opts: Options, out: Output) -> 
         if out.json_mode:
             out.json({"time": time.time(), "event": "unregistered", "path": node}, stream=True)
         else:
-            out.line(f"unregistered {inst.name}/{inst.id}")
+            out.line(f"unregistered {shown.name}/{shown.id}")
     return 0
 
 
@@ -307,14 +340,15 @@ async def cmd_discover(args: argparse.Namespace, opts: Options, out: Output) -> 
             if args.name is None:
                 names = await disc.names()
                 if out.json_mode:
-                    out.json(names)
+                    out.json({"services": names})
                 else:
                     out.lines(names)
                 return 0
             if not args.watch:
                 instances = await disc.instances(args.name)
                 if out.json_mode:
-                    out.json([instance_to_dict(i) for i in instances])
+                    out.json({"name": args.name,
+                              "instances": [instance_to_dict(i) for i in instances]})
                 else:
                     out.lines(instances_table(instances))
                 return 0

@@ -23,7 +23,7 @@ from typing import TypeVar
 from .._aio.client import AsyncClient
 from ..errors import ConfigurationError, ConnectionLossError
 from ..hosts import parse_connect_string
-from .exitcodes import UnreachableError
+from .exitcodes import ChrootMissingError, UnreachableError
 
 __all__ = (
     "DEFAULT_HOSTS",
@@ -130,9 +130,35 @@ async def connected(opts: Options) -> AsyncIterator[AsyncClient]:
         await client.close()
         raise
     try:
+        await _check_chroot(client, opts.hosts)
+    except BaseException:
+        await client.close()
+        raise
+    try:
         yield client
     finally:
         await client.close()
+
+
+def chroot_of(hosts: str) -> str:
+    """The chroot of a connect string ("" when none or unparsable). Never raises."""
+    try:
+        return parse_connect_string(hosts).chroot
+    except ConfigurationError:
+        return ""
+
+
+async def _check_chroot(client: AsyncClient, hosts: str) -> None:
+    """Every path of a client with a chroot lives under it: when the chroot node is
+    missing, say so, instead of a "no such node: /" that names no chroot.
+
+    Raises:
+        ChrootMissingError: the chroot node does not exist.
+        ZooKeeperError: the check itself failed.
+    """
+    chroot = chroot_of(hosts)
+    if chroot and await client.exists("/") is None:
+        raise ChrootMissingError(chroot)
 
 
 async def unresolvable_hosts(hosts: str, timeout: float = 2.0) -> list[str]:

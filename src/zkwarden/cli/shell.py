@@ -25,7 +25,7 @@ from .output import (
     format_stat,
     stat_to_dict,
 )
-from .session import Interrupt, Options, connected, run_until_interrupted
+from .session import Interrupt, Options, chroot_of, connected, run_until_interrupted
 
 __all__ = (
     "cmd_ls",
@@ -111,7 +111,31 @@ def _text_or_none(data: bytes) -> str | None:
         return None
 
 
+#: ZooKeeper's own subtree: the CLI does not write there without --force.
+SYSTEM_TREE = "/zookeeper"
+
+
 # --- verbs ---------------------------------------------------------------------------------
+
+
+def refuse_system_tree(
+    action: str, targets: list[str], args: argparse.Namespace, opts: Options
+) -> None:
+    """Refuse a write to ZooKeeper's own ``/zookeeper`` tree (quotas, the dynamic config)
+    unless ``--force``; ``rm -r /zookeeper`` would otherwise delete what it can before the
+    server refuses the rest. Under a chroot ``/zookeeper`` is an ordinary node.
+
+    Raises:
+        ConfigurationError: a target is /zookeeper or below it, without --force.
+    """
+    if getattr(args, "force", False) or chroot_of(opts.hosts):
+        return
+    for path in targets:
+        if path == SYSTEM_TREE or path.startswith(SYSTEM_TREE + "/"):
+            raise ConfigurationError(
+                f"refusing to {action} {path}: {SYSTEM_TREE} is ZooKeeper's own tree "
+                "(quotas, configuration); add --force if you really mean it"
+            )
 
 
 async def cmd_ls(args: argparse.Namespace, opts: Options, out: Output) -> int:
@@ -179,11 +203,14 @@ async def cmd_get(args: argparse.Namespace, opts: Options, out: Output) -> int:
         out.json(doc)
         return 0
     out.raw(data)
-    if out.is_tty and data and not data.endswith(b"\n"):
+    # Text gets its line ended, as zkCli and cat-like tools do (a prompt would otherwise
+    # follow the data on the same line); binary data, or --raw, is written exactly.
+    text = _text_or_none(data) is not None
+    if data and not data.endswith(b"\n") and (
+        out.is_tty or (text and not getattr(args, "raw", False)) or args.stat
+    ):
         out.line()
     if args.stat:
-        if data and not out.is_tty and not data.endswith(b"\n"):
-            out.line()
         out.lines(format_stat(stat))
     return 0
 
@@ -191,6 +218,7 @@ async def cmd_get(args: argparse.Namespace, opts: Options, out: Output) -> int:
 async def cmd_set(args: argparse.Namespace, opts: Options, out: Output) -> int:
     """``set PATH [DATA] [--file F] [--version N]``: replace the node's data."""
     path = _paths.validate(args.path)
+    refuse_system_tree("set", [path], args, opts)
     data = read_data(args.data, args.file)
     async with connected(opts) as zk:
         stat = await zk.set(path, data, version=args.version)
@@ -208,6 +236,7 @@ async def cmd_create(args: argparse.Namespace, opts: Options, out: Output) -> in
     the node) until it is interrupted, or for ``--duration`` seconds.
     """
     path = _paths.validate(args.path, sequential=args.sequence)
+    refuse_system_tree("create", [path], args, opts)
     data = read_data(args.data, args.file)
     acl = _split_acls(args.acl) if args.acl else None
     async with connected(opts) as zk:
@@ -240,6 +269,7 @@ async def cmd_rm(args: argparse.Namespace, opts: Options, out: Output) -> int:
     targets = [_paths.validate(p) for p in args.paths]
     if args.recursive and args.version != -1:
         raise ConfigurationError("--version cannot be combined with -r")
+    refuse_system_tree("delete", targets, args, opts)
     deleted: list[str] = []
     async with connected(opts) as zk:
         for path in targets:
@@ -288,6 +318,7 @@ async def cmd_acl_set(args: argparse.Namespace, opts: Options, out: Output) -> i
     acls = _split_acls(args.acl)
     if not acls:
         raise ConfigurationError("acl set needs at least one ACL entry")
+    refuse_system_tree("set the ACL of", [path], args, opts)
     async with connected(opts) as zk:
         stat = await zk.set_acl(path, acls, version=args.version)
         current, _ = await zk.get_acl(path)
@@ -304,7 +335,7 @@ async def cmd_whoami(args: argparse.Namespace, opts: Options, out: Output) -> in
     async with connected(opts) as zk:
         infos = await zk.whoami()
     if out.json_mode:
-        out.json([{"scheme": i.auth_scheme, "user": i.user} for i in infos])
+        out.json({"identities": [{"scheme": i.auth_scheme, "user": i.user} for i in infos]})
     else:
         out.lines([f"{i.auth_scheme}: {i.user}" for i in infos])
     return 0
