@@ -12,7 +12,9 @@ its coroutines there while the calling thread waits. What changes for threads:
   ``threading.Event``-like views: ``lease.lost.is_set()``, ``lease.lost.wait(timeout)``.
 * ``on_revoke(lease)`` runs on a thread of its own, never on the loop thread.
 * Cancellation is Ctrl-C: a KeyboardInterrupt in a thread waiting in ``acquire()`` cancels
-  the async acquire, which deletes its node (nothing is left in the queue).
+  the async acquire, which deletes its node (nothing is left in the queue). The thread
+  gets the KeyboardInterrupt at once; the delete completes on the loop moments later.
+  ``acquire(timeout=...)`` instead returns False only once the node is gone.
 """
 
 from __future__ import annotations
