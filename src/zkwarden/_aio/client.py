@@ -13,7 +13,10 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..retry import RetryPolicy
 
 from .. import paths as _paths
 from ..errors import (
@@ -28,6 +31,7 @@ from ..errors import (
     ZooKeeperError,
 )
 from ..hosts import HostPort
+from ..metrics import ClientMetrics, check_metrics
 from ..protocol import ops
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.records import ClientInfo
@@ -62,10 +66,14 @@ class AsyncClient:
     Use ``await client.start()`` / ``await client.close()``, or ``async with``.
     ``max_queued_events`` bounds every queue between the connection and user code (per
     watch stream and state stream): a consumer that falls further behind gets one event of
-    type NONE saying events were lost, and re-reads.
+    type NONE saying events were lost, and re-reads. ``default_acl``: the ACL of nodes
+    created with ``acl=None`` (create, ensure_path, transactions; default: open).
+    ``metrics``: an object the client reports requests, states, watches and queues to
+    (:mod:`zkwarden.metrics`).
 
     Raises (constructor):
-        ConfigurationError: bad connect string, timeout, size or auth spec.
+        ConfigurationError: bad connect string, timeout, size, auth spec or metrics hook.
+        InvalidArgumentError: an empty ``default_acl``.
     """
 
     def __init__(
@@ -83,7 +91,12 @@ class AsyncClient:
         max_response_size: int = DEFAULT_MAX_RECEIVE,
         randomize_hosts: bool = True,
         max_queued_events: int = 10_000,
+        default_acl: Sequence[ACL] | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
+        if default_acl is not None and not tuple(default_acl):
+            raise InvalidArgumentError("default_acl must not be empty")
+        self._default_acl = tuple(default_acl) if default_acl is not None else OPEN_ACL_UNSAFE
         self._engine = SessionEngine(
             hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
             auth=auth, tls=tls, read_only=read_only,
@@ -96,6 +109,7 @@ class AsyncClient:
         self._supervisor = Supervisor(self._engine, backoff)
         self._engine.hooks = self._subs
         self._engine.on_fatal = self._closer.begin
+        self._engine.metrics = check_metrics(metrics)
 
     # --- properties ----------------------------------------------------------------------
 
@@ -318,7 +332,7 @@ class AsyncClient:
             if not ttl > 0:
                 raise InvalidArgumentError(f"ttl must be > 0 seconds, got {ttl!r}")
         server_path = self._server_path(path, sequential=sequence)
-        acl_t = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
+        acl_t = tuple(acl) if acl is not None else self._default_acl
         if not acl_t:
             raise InvalidArgumentError("acl must not be empty")
         mode = CreateMode.from_options(
@@ -346,7 +360,7 @@ class AsyncClient:
             return
         parts = path.strip("/").split("/")
         current = ""
-        acl = tuple(acl) if acl is not None else OPEN_ACL_UNSAFE
+        acl = tuple(acl) if acl is not None else self._default_acl
         for part in parts:
             current = f"{current}/{part}"
             try:
@@ -561,6 +575,22 @@ class AsyncClient:
             InvalidPathError, ConnectionLossError, ClientClosedError.
         """
         await self._engine.call(ops.RemoveWatches(self._server_path(path), int(watcher_type)), path)
+
+    async def retry(self, fn: Callable[..., Any], /, *args: Any, policy: RetryPolicy | None = None,
+                    **kwargs: Any) -> Any:
+        """``await fn(*args, **kwargs)`` retried on connection loss within ``policy`` (a
+        :class:`zkwarden.retry.RetryPolicy`); operations not safe to repeat are refused
+        (see :mod:`zkwarden.retry` for which, and why).
+
+        Raises:
+            InvalidArgumentError: ``fn`` is an operation not safe to repeat.
+            ConnectionLossError: still failing when the deadline or attempts ran out.
+            ClientClosedError: the client was closed meanwhile.
+            ZooKeeperError: anything else ``fn`` raises, at once.
+        """
+        from ..retry import retry
+
+        return await retry(self, fn, *args, policy=policy, **kwargs)
 
     def transaction(self) -> Transaction:
         """A transaction: ``async with zk.transaction() as t: t.create(...); ...``.

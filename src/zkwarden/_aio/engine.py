@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import ssl
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from ..errors import (
     error_for_code,
 )
 from ..hosts import HostPort, parse_connect_string
+from ..metrics import ClientMetrics
 from ..protocol import ops
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.ops import WatchKind
@@ -176,6 +178,12 @@ class SessionEngine:
         self.pid = os.getpid()
         #: connections that reached CONNECTED/READ_ONLY
         self.reconnects = 0
+        #: the client's metrics hook (:mod:`zkwarden.metrics`); None: none (the request
+        #: path then costs one attribute test more, nothing else)
+        self.metrics: ClientMetrics | None = None
+        # With metrics only: when each pending request was sent, and its opcode name.
+        self._sent: dict[asyncio.Future[Any], tuple[float, str]] = {}
+        self._state_since = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -328,6 +336,10 @@ class SessionEngine:
                 kind = WatchKind.DATA
             if kind is not None and (err == 0 or (err == _NO_NODE and kind is WatchKind.EXIST)):
                 self.watches.add(kind, _paths.add_chroot(self.chroot, path), watcher)
+                if self.metrics is not None:
+                    self.metrics.watches(self.watches.count())
+        if self.metrics is not None:
+            self._request_done(fut, err == 0)
         if fut.done():
             return
         if err == 0:
@@ -363,6 +375,8 @@ class SessionEngine:
                                  msg.zxid)
             for watcher in watchers:
                 watcher.deliver(event)
+            if self.metrics is not None:
+                self.metrics.watches(self.watches.count())
 
     def on_timer(self, conn: Connection) -> None:
         if conn is not self.conn or not self.machine.attached:
@@ -393,6 +407,8 @@ class SessionEngine:
             # Once close() has begun, whatever is still pending fails because of the close.
             exc_type = ClientClosedError if self.machine.closing else ConnectionLossError
             for fut, _path, _watcher in failed:
+                if self.metrics is not None:
+                    self._request_done(fut, False)
                 if not fut.done():
                     fut.set_exception(exc_type(text))
             waiter = self._restore_waiter
@@ -447,8 +463,14 @@ class SessionEngine:
             log.info("state %s -> %s (session 0x%x%s)", change.previous.value,
                      change.state.value, change.session_id or 0,
                      ", new" if change.new_session else "")
+            if self.metrics is not None:
+                now = time.monotonic()
+                self.metrics.state_entered(change.state, now - self._state_since)
+                self._state_since = now
             if change.state is ClientState.LOST:
                 self.watches.clear()
+                if self.metrics is not None:
+                    self.metrics.watches(0)
                 if self.hooks is not None:
                     self.hooks.session_lost(SessionExpiredError(
                         "session expired" if change.confirmed else "session presumed expired"
@@ -486,7 +508,8 @@ class SessionEngine:
 
     def state_changes(self) -> StateChangeStream:
         stream = StateChangeStream(self.max_queued_events,
-                                   ended=self.machine.state is ClientState.CLOSED)
+                                   ended=self.machine.state is ClientState.CLOSED,
+                                   metrics=self.metrics)
         self._state_streams.add(stream)
         return stream
 
@@ -539,9 +562,28 @@ class SessionEngine:
             loop = self.loop
             assert loop is not None
             fut: asyncio.Future[Any] = loop.create_future()
-            conn.write(machine.submit(request, (fut, path, watcher), loop.time()))
+            now = loop.time()
+            conn.write(machine.submit(request, (fut, path, watcher), now))
+            if self.metrics is not None:
+                self._request_sent(fut, request, now)
             return fut
         return self._call_when_live(request, path, watcher)
+
+    # --- metrics (only with a hook; see zkwarden.metrics) --------------------------------
+
+    def _request_sent(self, fut: asyncio.Future[Any], request: ops.Request, now: float) -> None:
+        sent = self._sent
+        sent[fut] = (now, request.__class__.__name__)
+        assert self.metrics is not None
+        self.metrics.requests_in_flight(len(sent))
+
+    def _request_done(self, fut: asyncio.Future[Any], ok: bool) -> None:
+        entry = self._sent.pop(fut, None)
+        if entry is None:  # add_auth, CloseSession, or sent before the hook saw it
+            return
+        assert self.metrics is not None and self.loop is not None
+        self.metrics.request_done(entry[1], self.loop.time() - entry[0], ok)
+        self.metrics.requests_in_flight(len(self._sent))
 
     def default_wait(self) -> float:
         if self._request_timeout is not None:
@@ -552,7 +594,10 @@ class SessionEngine:
         self, request: ops.Request, path: str, watcher: Subscriber | None
     ) -> Any:
         def frame(token: _Token, now: float) -> bytes:
-            return self.machine.submit(request, token, now)
+            data = self.machine.submit(request, token, now)
+            if self.metrics is not None:
+                self._request_sent(token[0], request, now)
+            return data
 
         return await self._send_when_live(frame, path, watcher)
 
@@ -623,8 +668,11 @@ class SessionEngine:
 
     def finish_close(self, reason: ZooKeeperError) -> None:
         for fut, _path, _watcher in self.machine.finish_close():
+            if self.metrics is not None:
+                self._request_done(fut, False)
             if not fut.done():
                 fut.set_exception(reason)
+        self._sent.clear()
         self.watches.clear()
         self._flush_changes()
         for stream in list(self._state_streams):

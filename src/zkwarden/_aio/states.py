@@ -6,6 +6,7 @@ import asyncio
 from collections import deque
 from typing import Self
 
+from ..metrics import ClientMetrics
 from ..types import ClientState, ClientStateChange
 
 __all__ = ("StateChangeStream",)
@@ -20,15 +21,22 @@ class StateChangeStream:
     (the latest state is always kept).
     """
 
-    def __init__(self, maxlen: int, *, ended: bool = False) -> None:
+    def __init__(self, maxlen: int, *, ended: bool = False,
+                 metrics: ClientMetrics | None = None) -> None:
         self._queue: deque[ClientStateChange] = deque(maxlen=maxlen)
         self._wakeup = asyncio.Event()
         self._ended = ended
+        self._metrics = metrics
 
     def put(self, change: ClientStateChange) -> None:
         if self._ended:
             return
-        self._queue.append(change)
+        queue = self._queue
+        if self._metrics is not None:
+            if len(queue) == queue.maxlen:
+                self._metrics.queue_overflow("state")
+            self._metrics.queue_depth("state", min(len(queue) + 1, queue.maxlen or 0))
+        queue.append(change)
         if change.state is ClientState.CLOSED:
             self._ended = True
         self._wakeup.set()

@@ -113,6 +113,8 @@ class Subscriptions:
                 WatchKind.PERSISTENT, WatchKind.PERSISTENT_RECURSIVE
             ):
                 last = True
+        if self.engine.metrics is not None:
+            self.engine.metrics.watches(self.engine.watches.count())
         return last
 
     def abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:

@@ -70,6 +70,8 @@ class Supervisor:
                     return
             host = self._next_host()
             self.connect_attempts += 1
+            if engine.metrics is not None:
+                engine.metrics.connect_attempt()
             try:
                 conn = await self.connect(host)
             except AuthFailedError as exc:

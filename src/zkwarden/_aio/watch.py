@@ -245,7 +245,11 @@ class PersistentWatchStream(_StreamBase):
                 self._overflow_warned = True
                 log.warning("watch stream on %s fell %d events behind; events dropped",
                             self.path, self._subs.max_queued_events)
+            if self._subs.engine.metrics is not None:
+                self._subs.engine.metrics.queue_overflow("watch")
         queue.append(event)
+        if self._subs.engine.metrics is not None:
+            self._subs.engine.metrics.queue_depth("watch", len(queue))
         self._wakeup.set()
 
     def reconnected(self) -> None:

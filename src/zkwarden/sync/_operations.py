@@ -6,8 +6,11 @@ client's loop thread (``_call``), adding only the per-call ``timeout``.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ..retry import RetryPolicy
 
 from .._aio.client import AsyncClient
 from ..errors import ZooKeeperError
@@ -256,6 +259,25 @@ class Operations:
             ClientClosedError, ForkedClientError.
         """
         self._call(self._aio.remove_watches(path, watcher_type), timeout, "remove_watches")
+
+    def retry(self, fn: Callable[..., Any], /, *args: Any, policy: RetryPolicy | None = None,
+              timeout: float | None = None, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a blocking call, in this thread) retried on connection
+        loss within ``policy`` (:class:`zkwarden.retry.RetryPolicy`); operations not safe to
+        repeat are refused (:mod:`zkwarden.retry`). ``timeout`` caps the policy's deadline.
+
+        Raises:
+            InvalidArgumentError: ``fn`` is an operation not safe to repeat.
+            ConnectionLossError: still failing when the deadline or attempts ran out.
+            RequestTimeoutError: an attempt's own timeout passed (retried like a loss).
+            ClientClosedError: the client was closed meanwhile.
+            ForkedClientError: called in a child process after fork().
+            ZooKeeperError: anything else ``fn`` raises, at once.
+        """
+        from ..retry import retry_blocking
+
+        self._check_fork()
+        return retry_blocking(self, fn, *args, policy=policy, timeout=timeout, **kwargs)
 
     def transaction(self) -> Transaction:
         """A transaction: ``with zk.transaction() as t: t.create(...); ...`` commits when

@@ -53,8 +53,9 @@ from ..errors import (
     ZooKeeperError,
 )
 from ..hosts import HostPort
+from ..metrics import ClientMetrics
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
-from ..types import ClientState, ClientStateChange
+from ..types import ACL, ClientState, ClientStateChange
 from ._dispatch import Channel, Dispatcher
 from ._operations import Operations
 from ._portal import Portal
@@ -144,6 +145,8 @@ class Client(Operations, Watches):
         randomize_hosts: bool = True,
         max_callback_threads: int = 8,
         max_queued_events: int = DEFAULT_MAX_QUEUED,
+        default_acl: Sequence[ACL] | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         for name, value in (("max_callback_threads", max_callback_threads),
                             ("max_queued_events", max_queued_events)):
@@ -154,6 +157,7 @@ class Client(Operations, Watches):
             auth=auth, tls=tls, read_only=read_only, backoff=backoff,
             request_timeout=request_timeout, max_request_size=max_request_size,
             max_response_size=max_response_size, randomize_hosts=randomize_hosts,
+            default_acl=default_acl, metrics=metrics,
         )
         self._pid = os.getpid()
         self._name = f"zkwarden-{next(_serial)}"
