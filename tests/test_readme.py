@@ -24,7 +24,9 @@ A block may say how it is tested with an HTML comment on a line before its fence
                                            seconds, then exit 0 on SIGINT
 
 Before each block the test server is wiped (everything but ``/zookeeper``), as a fresh
-server would be, so blocks do not depend on the order they run in.
+server would be, so blocks do not depend on the order they run in. Every python and sh
+block then runs twice in a row, without a wipe in between: a reader runs an example again
+(after an edit, or to see it once more), and it must work against what its first run left.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ PYTHON_TIMEOUT = 90.0  # a block that starts its own ZooKeeper JVM on a loaded m
 SHELL_TIMEOUT = 90.0
 RUNS_AT_LEAST = 4.0  # an until-interrupted command must still be running after this
 EXIT_TIMEOUT = 30.0  # ... and exit within this after SIGINT
+RUNS = 2  # each block, back to back on the same server: an example must survive a rerun
 
 _MARKER = re.compile(r"<!--\s*readme-test:\s*(?P<body>.*?)\s*-->")
 # Lines a test must never run: they install things or run this very suite.
@@ -297,10 +300,12 @@ def test_readme_block_runs_as_written(
     hosts = readme_server.connect_string
     _wipe(hosts)
     if block.lang == "python":
-        _run_python(block, hosts, tmp_path)
+        for _ in range(RUNS):
+            _run_python(block, hosts, tmp_path)
         return
     _check_safe(block)
-    if "until-interrupted" in block.markers:
-        _run_until_interrupted(block, hosts, tmp_path)
-    else:
-        _run_shell(block, hosts, tmp_path)
+    for _ in range(RUNS):
+        if "until-interrupted" in block.markers:
+            _run_until_interrupted(block, hosts, tmp_path)
+        else:
+            _run_shell(block, hosts, tmp_path)
