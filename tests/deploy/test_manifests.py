@@ -1,7 +1,7 @@
 """The Kubernetes example validates against the Kubernetes schemas (kubernetes-validate,
 strict: unknown fields are errors), and wires the sidecar the way deploy/ says: pod IP
 from the downward API, credentials from the Secret, config from the ConfigMap, readiness
-on /v1/health, the app outlasting the agent's unregistration."""
+on /v1/health (exec probes: the API stays on loopback), the app outlasting the agent's unregistration."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_manifest_validates_strictly(path: Path, version: str) -> None:
     "breakage",
     [
         lambda d: d["spec"]["template"]["spec"]["containers"][1].update(readinesProbe={}),
-        lambda d: d["spec"]["template"]["spec"]["containers"][1]["ports"][0].update(
-            containerPort="8731"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][1]["securityContext"].update(
+            runAsUser="10001"),
         lambda d: d["spec"].pop("selector"),
     ],
     ids=["typo", "wrong-type", "missing-required"],
@@ -72,8 +72,9 @@ def test_sidecar_wiring() -> None:
     secret = env["ZK_AUTH"]["secretKeyRef"]
     assert secret["name"] == kinds["Secret"]["metadata"]["name"]
     assert secret["key"] in kinds["Secret"]["stringData"]
-    probe = agent["readinessProbe"]["httpGet"]
-    assert probe["path"] == "/v1/health" and probe["port"] == "zkwarden"
+    probe = agent["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["python", "-c"] and "127.0.0.1:8731/v1/health" in probe[2]
+    assert agent["livenessProbe"]["exec"]["command"] == probe
     assert agent["args"] == ["-c", "/etc/zkwarden/agent.toml"]
     mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
     volumes = {v["name"]: v for v in kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]}
@@ -94,8 +95,8 @@ def test_configmap_agent_toml_registers_the_pod_ip(monkeypatch: pytest.MonkeyPat
     (svc,) = cfg.services
     assert (svc.address, svc.id, svc.port) == ("10.4.5.6", "web-7d9c-abcde", 8080)
     assert cfg.zookeeper.auth == (("digest", "agent:s3cret"),)
-    # The probes reach the agent on the pod IP.
-    assert cfg.agent.listen_host == "0.0.0.0"
+    # The API stays on loopback: the probes run inside the container.
+    assert (cfg.agent.listen_host, cfg.agent.listen_port) == ("127.0.0.1", 8731)
 
 
 def test_the_app_outlasts_the_agents_unregistration() -> None:
@@ -124,3 +125,8 @@ def test_configmap_without_the_environment_is_refused_naming_the_variable(
 
     with pytest.raises(ConfigurationError, match=r"\$\{(ZK_AUTH|POD_NAME|POD_IP)\}"):
         parse_config(tomllib.loads(configmap_agent_toml()), source="configmap")
+
+
+def readiness_command() -> list[str]:
+    """The sidecar's readiness probe command (exec)."""
+    return [str(a) for a in _containers()["zkwarden-agent"]["readinessProbe"]["exec"]["command"]]

@@ -27,6 +27,7 @@ from zkwarden.testing import free_port
 
 from ._support import UNIT, App, configmap_agent_toml, for_test, until
 from .test_image import run_healthcheck
+from .test_manifests import readiness_command
 
 ZKWARDEN = Path(sys.executable).parent / "zkwarden"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
@@ -53,6 +54,15 @@ def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _probe(port: int) -> int:
+    """The Deployment's exec readiness probe, aimed at this test's port."""
+    argv = readiness_command()
+    assert argv[0] == "python"
+    code = argv[2].replace("127.0.0.1:8731", f"127.0.0.1:{port}")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          timeout=30).returncode
 
 
 @pytest.fixture
@@ -116,6 +126,7 @@ async def test_sigterm_unregisters_and_exits_0(
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
             assert resp.status == 200
         assert await asyncio.to_thread(run_healthcheck, url) == 0
+        assert await asyncio.to_thread(_probe, port) == 0  # the pod's readiness probe
 
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
@@ -128,6 +139,7 @@ async def test_sigterm_unregisters_and_exits_0(
         async with aiohttp.ClientSession() as http, http.get(app.url) as resp:
             assert resp.status == 200
         assert await asyncio.to_thread(run_healthcheck, url) != 0
+        assert await asyncio.to_thread(_probe, port) != 0
         print(f"\nMEASURED sidecar stop: SIGTERM -> exit 0, node deleted, in {took:.2f}s")
     finally:
         if proc.poll() is None:
