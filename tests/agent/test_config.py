@@ -205,3 +205,24 @@ def test_listen_address_in_use_exit_1(tmp_path: Path) -> None:
         )
     assert proc.returncode == 1, proc.stderr
     assert '"event": "start_failed"' in proc.stderr and str(port) in proc.stderr
+
+
+def test_environment_variables_expand_in_addresses_and_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZKW_TEST_IP", "10.1.1.1")
+    monkeypatch.setenv("ZKW_TEST_AUTH", "u:p")
+    doc = tomllib.loads(
+        '[zookeeper]\nhosts = "${ZKW_TEST_IP}:2181"\n'
+        'auth = [{ scheme = "digest", credentials = "${ZKW_TEST_AUTH}" }]\n'
+        '[[service]]\nname = "web"\naddress = "${ZKW_TEST_IP}"\nport = 80\n'
+        'zone = "$${literal}"\n'
+    )
+    cfg = parse_config(doc)
+    assert cfg.zookeeper.hosts == "10.1.1.1:2181"
+    assert cfg.zookeeper.auth == (("digest", "u:p"),)
+    (svc,) = cfg.services
+    assert (svc.address, svc.id, svc.zone) == ("10.1.1.1", "10.1.1.1:80", "${literal}")
+    monkeypatch.delenv("ZKW_TEST_IP")
+    with pytest.raises(ConfigurationError, match=r"zookeeper\.hosts: uses \$\{ZKW_TEST_IP\}"):
+        parse_config(doc)
