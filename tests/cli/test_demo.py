@@ -153,6 +153,11 @@ def test_failed_invariant_exits_10_and_reports_it(
     assert re.match(r"  bad +4/5 +- +- +- +2/0 +FAIL$", lines[4])
     assert lines[5].startswith("1 of 2 invariants FAILED in ")
     assert lines[6] == "  bad: views equal the truth: 4/5 caches equal"
+    # The columns are explained under the table, and -v lists the invariants.
+    legend = "\n".join(lines[7:])
+    assert "leaked n/s   instance nodes / sessions left on the server" in legend
+    assert "recover      seconds from the end of the fault" in legend
+    assert "`zkwarden -v demo` lists them" in legend
 
     r = cli("--json", "demo", "--quick", hosts=None)
     assert r.code == exitcodes.INVARIANT_FAILED
@@ -174,3 +179,30 @@ def test_progress_line_rewrites_in_place_on_a_terminal(
     report.progress.clear()
     text = capsys.readouterr().out
     assert "\n" not in text and text.count("\r") >= 3 and "clients 4/4" in text
+
+
+def test_verbose_lists_every_invariant_after_each_verdict() -> None:
+    import io
+
+    from zkwarden.cli.demo.report import Check, Report, Verdict
+
+    class Captured(Output):
+        def __init__(self) -> None:
+            super().__init__(False)
+            self.buffer = io.StringIO()
+
+        @property
+        def stdout(self) -> io.StringIO:  # type: ignore[override]
+            return self.buffer
+
+    out = Captured()
+    verdict = Verdict("drop", views="2/2", checks=[Check("views equal the truth", True, "2/2"),
+                                                   Check("no node leaked", False, "1 left")])
+    Report(out, verbose=True).verdict(verdict)
+    text = out.buffer.getvalue()
+    assert "ok     views equal the truth: 2/2" in text
+    assert "FAILED no node leaked: 1 left" in text
+    quiet = Captured()
+    Report(quiet).verdict(verdict)
+    assert "views equal the truth" not in quiet.buffer.getvalue()  # only failures by default
+    assert "no node leaked" in quiet.buffer.getvalue()

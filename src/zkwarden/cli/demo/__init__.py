@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import time
 
@@ -62,7 +63,7 @@ async def run_demo(config: DemoConfig, out: Output) -> list[Verdict]:
         ZooKeeperNotFoundError: Java or ZooKeeper is not installed.
         ServerStartError: the embedded server did not start.
     """
-    report = Report(out)
+    report = Report(out, verbose=config.verbose)
     fleet = Fleet(config, report)
     verdicts: list[Verdict] = []
     try:
@@ -88,6 +89,11 @@ async def run_demo(config: DemoConfig, out: Output) -> list[Verdict]:
             f"0.1-{config.backoff_max:g} s with full jitter",
             f"    ready in {took:.1f} s: {config.caches}/{config.caches} caches see the "
             f"{config.instances} instances the server holds",
+            "    the status line: \"clients connected N/M\" counts the registering and "
+            "watching clients",
+            "    with a live session (0 during an outage is expected), \"views=truth\" the "
+            "caches whose",
+            "    view equals the server's, \"registry\" the instances registered",
         ]
         report.header(header, {
             "server": fleet.server.connect_string, "proxy": fleet.proxied,
@@ -122,6 +128,7 @@ async def cmd_demo(args: argparse.Namespace, opts: Options, out: Output) -> int:
             raise ConfigurationError(f"--{name} must be >= 1")
     config = DemoConfig.make(quick=args.quick, instances=args.instances,
                              clients=args.clients, caches=args.caches)
+    config = dataclasses.replace(config, verbose=opts.verbose > 0)
     if config.instances < config.clients:
         raise ConfigurationError("--instances must be at least --clients")
     began = time.monotonic()
@@ -130,5 +137,5 @@ async def cmd_demo(args: argparse.Namespace, opts: Options, out: Output) -> int:
     if verdicts is None:
         out.note("interrupted; everything was cleaned up")
         return INTERRUPTED
-    Report(out).summary(verdicts, time.monotonic() - began)
+    Report(out, verbose=config.verbose).summary(verdicts, time.monotonic() - began)
     return OK if all(v.ok for v in verdicts) else INVARIANT_FAILED

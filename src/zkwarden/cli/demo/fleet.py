@@ -60,6 +60,8 @@ class DemoConfig:
     batch_fraction: float = 0.25
     batch_gap: float = 0.02
     backoff_max: float = 2.0
+    #: list every invariant after each incident (`zkwarden -v demo`)
+    verbose: bool = False
 
     @classmethod
     def make(
@@ -140,7 +142,7 @@ class Status:
         if self.lost:
             trouble.append(f"{self.lost} lost")
         extra = f" ({', '.join(trouble)})" if trouble else ""
-        return (f"clients {self.connected}/{self.clients} up{extra}  "
+        return (f"clients connected {self.connected}/{self.clients}{extra}  "
                 f"views=truth {self.views_equal}/{self.caches}  "
                 f"registry {self.truth_count}")
 

@@ -162,7 +162,10 @@ async def long_drop(fleet: Fleet, report: Report) -> Verdict:
     if noticed:
         low, high = min(noticed) - window.started, max(noticed) - window.started
         when = f" after {low:.1f} s" if high - low < 0.05 else f" after {low:.1f}-{high:.1f} s"
+    # Counted from the last packet that got through (the proxy went silent then): that
+    # is when the clients' read timeout starts.
     verdict.saw.append(f"{suspended}/{n} clients noticed the silence by themselves{when} "
+                       "from the last packet "
                        f"(read timeout {cfg.session_timeout * 2 / 3:.1f} s); {lost} declared "
                        f"the session lost; {new} opened new sessions")
     verdict.saw.append(f"registries registered again; caches: {totals['removed']} removals, "

@@ -77,6 +77,24 @@ class Verdict:
 COLUMNS = ("incident", "views=truth", "recover", "CPU", "attempts", "leaked n/s", "result")
 
 
+#: What the columns mean, printed under the summary.
+LEGEND = [
+    "",
+    "views=truth  caches whose view equals what the server holds, after the incident",
+    "recover      seconds from the end of the fault (traffic flowing again) until every "
+    "client is",
+    "             connected and every view equals the truth",
+    "CPU          CPU seconds the demo's clients used during the incident",
+    "attempts     connection attempts the clients made during the incident",
+    "leaked n/s   instance nodes / sessions left on the server that should be gone "
+    "(0/0 is the",
+    "             goal: a leaked node is a phantom instance, a leaked session holds its "
+    "nodes)",
+    "each incident checks these invariants and more (the list above each verdict row).",
+]
+_HINT = "each incident checks these invariants and more: `zkwarden -v demo` lists them."
+
+
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -86,8 +104,10 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 class Report:
     """The demo's output: text for people, or JSON objects (one per line) with --json."""
 
-    def __init__(self, out: Output) -> None:
+    def __init__(self, out: Output, *, verbose: bool = False) -> None:
         self.out = out
+        #: list every invariant checked after each incident, not only the failed ones
+        self.verbose = verbose
         self.progress = Progress(out, min_interval=1.0, indent="    ")
 
     def header(self, lines: Sequence[str], doc: dict[str, Any]) -> None:
@@ -135,6 +155,12 @@ class Report:
             self.out.line(f"    saw: {line}")
         for line in _table([COLUMNS, verdict.cells()]):
             self.out.line(f"    {line}")
+        if self.verbose:
+            for check in verdict.checks:
+                mark = "ok    " if check.ok else "FAILED"
+                detail = f": {check.detail}" if check.detail else ""
+                self.out.line(f"    {mark} {check.name}{detail}")
+            return
         for check in verdict.failed:
             self.out.line(f"    FAILED: {check.name}: {check.detail}")
 
@@ -163,3 +189,4 @@ class Report:
                 self.out.line(f"  {v.title}: {c.name}: {c.detail}")
         else:
             self.out.line(f"all {checks} invariants held; {wall:.1f} s wall time")
+        self.out.lines(LEGEND if self.verbose else LEGEND[:-1] + [_HINT])
