@@ -51,11 +51,14 @@ async def test_requests_states_and_connects_are_reported(zk_hosts: str, zk_path:
         await zk.get(zk_path)
         with pytest.raises(NoNodeError):
             await zk.get(zk_path + "/missing")
+        assert await zk.exists(zk_path + "/missing") is None
         await asyncio.gather(*(zk.exists(zk_path) for _ in range(20)))
     ops = [(op, ok) for op, _s, ok in m.requests]
     assert ("Create", True) in ops and ("GetData", True) in ops
     assert ("GetData", False) in ops  # NoNode: answered with an error code
-    assert sum(1 for op, ok in ops if op == "Exists" and ok) == 20
+    exists_ok = [ok for op, _s, ok in m.requests if op == "Exists"]
+    assert exists_ok and all(exists_ok)  # exists of an absent node is an answer
+    assert sum(1 for op, ok in ops if op == "Exists" and ok) == 21
     assert all(0 <= s < 10 for _op, s, _ok in m.requests)
     assert max(m.in_flight) >= 2  # the gathered exists were in flight together
     assert m.in_flight[-1] == 0
@@ -193,3 +196,20 @@ def test_blocking_client_forwards_metrics(zk_hosts: str, zk_path: str) -> None:
         zk.create(zk_path)
         zk.get(zk_path)
     assert ("GetData", True) in [(op, ok) for op, _s, ok in m.requests]
+
+
+async def test_agent_metrics_use_the_adapter_and_keep_their_names(zk_hosts: str,
+                                                                  zk_path: str) -> None:
+    from zkwarden.agent.metrics import AgentMetrics
+
+    agent = AgentMetrics()
+    async with AsyncClient(zk_hosts, metrics=agent.client) as zk:
+        await zk.exists(zk_path)
+        get = agent.registry.get_sample_value
+        assert get("zkwarden_agent_client_request_duration_seconds_count",
+                   {"client": "agent", "op": "Exists", "result": "ok"}) == 1
+        # The agent's older names, now driven by the adapter's state reports.
+        assert get("zkwarden_agent_zookeeper_connected") == 1
+        assert get("zkwarden_agent_zookeeper_state", {"state": "CONNECTED"}) == 1
+    assert agent.registry.get_sample_value("zkwarden_agent_zookeeper_connected") == 0
+    assert b"zkwarden_agent_client_connect_attempts_total" in agent.render()

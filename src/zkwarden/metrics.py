@@ -4,7 +4,8 @@ Pass an object with these methods as ``AsyncClient(metrics=...)`` (or ``Client(m
 and the client calls them as things happen, on its event loop thread:
 
 =====================================  ==========================================================
-``request_done(op, seconds, ok)``      a request got its reply (``ok``: no error code) or failed
+``request_done(op, seconds, ok)``      a request got its reply (``ok``: no error code; an
+                                       ``exists`` of an absent node is ok too) or failed
                                        with the connection (``ok=False``); ``op`` is the
                                        opcode's name (``"GetData"``, ``"Create"``, ``"Multi"``)
 ``requests_in_flight(n)``              requests sent and not yet answered, after each change

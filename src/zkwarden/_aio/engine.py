@@ -43,14 +43,18 @@ from ..metrics import ClientMetrics
 from ..protocol import ops
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.ops import WatchKind
+from ..protocol.sasl import SaslFactory, SaslMechanism
 from ..protocol.session import (
     AuthReply,
     HandshakeOutcome,
     Notification,
+    Outgoing,
     Reply,
     SessionMachine,
 )
 from ..protocol.watches import WatchRegistry
+from ..sasl import SASLOptions
+from ..tls import resolve_tls
 from ..types import ClientState, ClientStateChange, EventType, KeeperState, WatchEvent
 from . import transport as _transport
 from .connection import Connection
@@ -94,6 +98,25 @@ def _watch_event(etype: EventType, state: KeeperState, path: str, zxid: int) -> 
     return event
 
 
+class _FirstTokenReady:
+    """A mechanism whose first token was computed already (in a thread)."""
+
+    def __init__(self, mechanism: SaslMechanism, first: bytes) -> None:
+        self._mechanism = mechanism
+        self._first = first
+        self.name = mechanism.name
+
+    def initial_response(self) -> bytes:
+        return self._first
+
+    def evaluate(self, challenge: bytes) -> bytes | None:
+        return self._mechanism.evaluate(challenge)
+
+    @property
+    def complete(self) -> bool:
+        return self._mechanism.complete
+
+
 class EngineHooks(Protocol):
     """What the engine tells the watch side (see :mod:`zkwarden._aio.subscriptions`)."""
 
@@ -114,6 +137,7 @@ class SessionEngine:
         connect_timeout: float | None,
         auth: Sequence[tuple[str, str | bytes]] | None,
         tls: ssl.SSLContext | bool | None,
+        sasl: SASLOptions | None = None,
         read_only: bool,
         request_timeout: float | None,
         max_request_size: int = DEFAULT_MAX_SEND,
@@ -145,9 +169,9 @@ class SessionEngine:
         self.session_timeout = float(session_timeout)
         self._connect_timeout = connect_timeout
         self.auth = auth_bytes(auth)
-        if tls is True:
-            tls = ssl.create_default_context()
-        self.tls: ssl.SSLContext | None = tls or None
+        self.tls: ssl.SSLContext | None = resolve_tls(tls)
+        #: makes the SASL mechanism of each connection (None: no SASL)
+        self.sasl: SaslFactory | None = sasl.factory() if sasl is not None else None
         self._request_timeout = request_timeout
         self._max_response = max_response_size
         self.max_queued_events = max_queued_events
@@ -276,7 +300,10 @@ class SessionEngine:
         if conn is not self.conn:
             raise ConnectionLossError(f"connection to {host} lost during set-up")
         try:
-            primed = self.machine.prime(self.auth, self.watches, loop.time())
+            mechanism = await self._start_sasl(host) if self.sasl is not None else None
+            if conn is not self.conn:
+                raise ConnectionLossError(f"connection to {host} lost during set-up")
+            primed = self.machine.prime(self.auth, self.watches, loop.time(), sasl=mechanism)
         except ZooKeeperError as exc:
             self.drop(conn, exc)
             raise
@@ -300,6 +327,18 @@ class SessionEngine:
         )
         return conn
 
+    async def _start_sasl(self, host: HostPort) -> SaslMechanism:
+        """The connection's SASL mechanism with its first token computed off the loop
+        (a Kerberos mechanism may ask the KDC for a ticket first: a network round trip).
+
+        Raises:
+            AuthFailedError: the credentials cannot be used (no ticket, bad keytab, ...).
+        """
+        assert self.sasl is not None
+        mechanism = self.sasl(host.host)
+        first = await asyncio.to_thread(mechanism.initial_response)
+        return _FirstTokenReady(mechanism, first)
+
     # --- connection events (Connection's owner) ------------------------------------------
 
     def on_frame(self, conn: Connection, payload: bytes | memoryview) -> None:
@@ -320,6 +359,9 @@ class SessionEngine:
             self._on_notification(msg)
         elif msg.__class__ is AuthReply:
             self._on_auth_reply(conn, msg)
+        elif msg.__class__ is Outgoing:
+            if msg.frame:
+                conn.write_now(msg.frame)
         if machine.changes:
             self._flush_changes()
 
@@ -339,7 +381,9 @@ class SessionEngine:
                 if self.metrics is not None:
                     self.metrics.watches(self.watches.count())
         if self.metrics is not None:
-            self._request_done(fut, err == 0)
+            # exists() of an absent node is an answer, not a failure
+            self._request_done(fut, err == 0 or (
+                err == _NO_NODE and reply.request.__class__ is ops.Exists))
         if fut.done():
             return
         if err == 0:
@@ -350,7 +394,10 @@ class SessionEngine:
     def _on_auth_reply(self, conn: Connection, reply: AuthReply[_Token]) -> None:
         if reply.token is None:  # auth restored after a handshake
             if reply.err:
-                exc = AuthFailedError(f"authentication failed (code {reply.err})")
+                exc = AuthFailedError(
+                    f"authentication failed (code {reply.err})"
+                    + (f": {reply.reason}" if reply.reason else "")
+                )
                 if self._restore_waiter is not None and not self._restore_waiter.done():
                     self._restore_waiter.set_exception(exc)
                 self.drop(conn, exc)

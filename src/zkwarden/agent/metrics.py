@@ -3,6 +3,13 @@
 Counters move when things happen (check results, session changes, reconnects, requests,
 registrations); gauges that describe the current state (connection, registrations by
 state, cache sizes and staleness) are set just before each scrape by the agent.
+
+The ZooKeeper client's own metrics come from the client metrics adapter
+(:mod:`zkwarden.metrics_prometheus`, passed to the agent's client as ``metrics=``) under
+``zkwarden_agent_client_*``: request latency per opcode, requests in flight, connection
+attempts, state durations, watches, queue depths and overflows. The connection state
+gauges the agent had before (``zkwarden_agent_zookeeper_connected`` and
+``zkwarden_agent_zookeeper_state``) keep their names and are driven by that adapter too.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..metrics_prometheus import PrometheusMetrics
 from ..types import ClientState
 
 __all__ = ("AgentMetrics", "CONTENT_TYPE_LATEST", "REGISTRATION_STATES")
@@ -18,6 +26,18 @@ __all__ = ("AgentMetrics", "CONTENT_TYPE_LATEST", "REGISTRATION_STATES")
 REGISTRATION_STATES = ("registered", "pending", "deregistered", "conflict")
 
 _P = "zkwarden_agent_"
+
+
+class _ClientMetrics(PrometheusMetrics):
+    """The client adapter, also driving the agent's older connection-state gauges."""
+
+    def __init__(self, registry: CollectorRegistry, agent: AgentMetrics) -> None:
+        super().__init__(registry, prefix=_P + "client_", client="agent")
+        self._agent = agent
+
+    def state_entered(self, state: ClientState, duration_of_previous: float) -> None:
+        super().state_entered(state, duration_of_previous)
+        self._agent.set_client_state(state)
 
 
 class AgentMetrics:
@@ -85,6 +105,8 @@ class AgentMetrics:
         self.reloads = Counter(
             _P + "config_reloads", "Configuration reloads (SIGHUP).", ["result"], registry=r
         )
+        #: pass as ``AsyncClient(metrics=...)``: the client's metrics, in this registry
+        self.client: PrometheusMetrics = _ClientMetrics(r, self)
 
     def set_client_state(self, state: ClientState) -> None:
         for s in ClientState:

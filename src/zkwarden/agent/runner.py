@@ -180,6 +180,7 @@ class Agent:
             connect_timeout=zk.connect_timeout,
             auth=list(zk.auth),
             tls=tls,
+            metrics=self.metrics.client,
         )
         self.metrics.set_client_state(self._client.state)
         self._registry = ServiceRegistry(self._client, zk.base_path, zk.format)
