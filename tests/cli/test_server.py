@@ -27,7 +27,7 @@ def test_server_serves_until_ctrl_c(spawn: Callable[..., Proc]) -> None:
     done = run_module("--hosts", f"127.0.0.1:{port}", "create", "/hello", "world")
     assert done.returncode == 0, done.stderr
     done = run_module("--hosts", f"127.0.0.1:{port}", "get", "/hello")
-    assert done.stdout == b"world"
+    assert done.stdout == b"world\n"  # text data: its line ended
     assert proc.interrupt(timeout=30) == 0
     assert "stopped; temporary data removed" in proc.output
     assert not _port_open(port)
