@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from .. import paths as _paths
 from ..errors import (
+    AuthFailedError,
     ClientClosedError,
     ConnectionLossError,
     InvalidArgumentError,
@@ -35,6 +36,7 @@ from ..metrics import ClientMetrics, check_metrics
 from ..protocol import ops
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.records import ClientInfo
+from ..sasl import SASLOptions
 from ..types import (
     ACL,
     OPEN_ACL_UNSAFE,
@@ -84,6 +86,7 @@ class AsyncClient:
         connect_timeout: float | None = None,
         auth: Sequence[tuple[str, str | bytes]] | None = None,
         tls: ssl.SSLContext | bool | None = None,
+        sasl: SASLOptions | None = None,
         read_only: bool = False,
         backoff: Backoff | None = None,
         request_timeout: float | None = None,
@@ -99,7 +102,7 @@ class AsyncClient:
         self._default_acl = tuple(default_acl) if default_acl is not None else OPEN_ACL_UNSAFE
         self._engine = SessionEngine(
             hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
-            auth=auth, tls=tls, read_only=read_only,
+            auth=auth, tls=tls, sasl=sasl, read_only=read_only,
             request_timeout=request_timeout, max_request_size=max_request_size,
             max_response_size=max_response_size, randomize_hosts=randomize_hosts,
             max_queued_events=max_queued_events,
@@ -205,6 +208,9 @@ class AsyncClient:
             raise ConnectionLossError(
                 f"could not connect to {engine.connect_string} within {timeout:.1f}s"
             ) from None
+        except AuthFailedError:
+            await self.close()  # a start() that fails leaves nothing running
+            raise
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until a session is up (however long ``timeout`` allows; None: forever).

@@ -224,6 +224,12 @@ class SessionEngine:
         self._changed = asyncio.Event()
         self.supervisor = self.loop.create_task(supervise(), name="zkwarden-supervisor")
 
+    def auth_failed(self, exc: AuthFailedError) -> None:
+        """SASL was refused: every waiting call fails with ``exc`` until a connection
+        authenticates again (the supervisor keeps trying, slowly)."""
+        self.fatal = exc
+        self.notify()
+
     def fail(self, exc: ZooKeeperError) -> None:
         """The client cannot go on (rejected credentials): waiters get ``exc``; it closes."""
         self.fatal = exc
@@ -524,6 +530,8 @@ class SessionEngine:
                     ))
             elif change.state in _LIVE:
                 self.cancel_presumed_timer()
+                if self.sasl is not None:
+                    self.fatal = None  # authenticated again
                 self.reconnects += 1
                 if not change.new_session and self.hooks is not None:
                     self.hooks.reconnected()

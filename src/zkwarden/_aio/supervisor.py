@@ -26,6 +26,9 @@ from .retry import Backoff, backoff_delay
 
 __all__ = ("Supervisor",)
 
+#: after a SASL failure the next attempts wait as if this many had failed (near the cap)
+_AUTH_BACKOFF_ATTEMPT = 16
+
 log = logging.getLogger("zkwarden.client")
 
 
@@ -75,9 +78,18 @@ class Supervisor:
             try:
                 conn = await self.connect(host)
             except AuthFailedError as exc:
-                log.error("authentication failed on %s: %s; closing the client", host, exc)
-                engine.fail(exc)
-                return
+                if engine.sasl is None:
+                    log.error("authentication failed on %s: %s; closing the client", host, exc)
+                    engine.fail(exc)
+                    return
+                # SASL credentials can be fixed outside (a renewed keytab or password file):
+                # report it to every caller, then keep trying at the slowest pace, never
+                # spinning on credentials the server refuses.
+                engine.auth_failed(exc)
+                attempt = max(attempt + 1, _AUTH_BACKOFF_ATTEMPT)
+                self._warn.log(logging.ERROR, "auth", "SASL authentication failed on %s: %s "
+                               "(retrying with backoff)", host, exc)
+                continue
             except (ZooKeeperError, OSError) as exc:
                 # ProtocolError included: a garbled handshake reply; that connection is
                 # dropped, the next attempt starts afresh.

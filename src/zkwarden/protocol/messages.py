@@ -50,6 +50,8 @@ class AuthReply(Generic[T]):
 
     err: int
     token: T | None = None
+    #: why a SASL exchange failed on our side (never a secret)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

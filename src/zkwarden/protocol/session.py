@@ -434,14 +434,15 @@ class SessionMachine(Generic[T]):
             return AuthReply(err, None)
         try:
             response = mechanism.evaluate(token or b"")
-        except AuthFailedError:
+        except AuthFailedError as exc:
             self._sasl = None
-            return AuthReply(_AUTH_FAILED, None)
+            return AuthReply(_AUTH_FAILED, None, f"{mechanism.name}: {exc}")
         if response is not None:
             return Outgoing(self._sasl_frame(response, now))
         if not mechanism.complete:
             self._sasl = None
-            return AuthReply(_AUTH_FAILED, None)
+            return AuthReply(_AUTH_FAILED, None,
+                             f"{mechanism.name}: the exchange ended before it completed")
         self._sasl = None
         self._restore_pending -= 1
         auth, watches = self._after_sasl

@@ -55,6 +55,7 @@ from ..errors import (
 from ..hosts import HostPort
 from ..metrics import ClientMetrics
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
+from ..sasl import SASLOptions
 from ..types import ACL, ClientState, ClientStateChange
 from ._dispatch import Channel, Dispatcher
 from ._operations import Operations
@@ -137,6 +138,7 @@ class Client(Operations, Watches):
         connect_timeout: float | None = None,
         auth: Sequence[tuple[str, str | bytes]] | None = None,
         tls: ssl.SSLContext | bool | None = None,
+        sasl: SASLOptions | None = None,
         read_only: bool = False,
         backoff: Backoff | None = None,
         request_timeout: float | None = None,
@@ -154,7 +156,7 @@ class Client(Operations, Watches):
                 raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
         self._aio = AsyncClient(
             hosts, session_timeout=session_timeout, connect_timeout=connect_timeout,
-            auth=auth, tls=tls, read_only=read_only, backoff=backoff,
+            auth=auth, tls=tls, sasl=sasl, read_only=read_only, backoff=backoff,
             request_timeout=request_timeout, max_request_size=max_request_size,
             max_response_size=max_response_size, randomize_hosts=randomize_hosts,
             default_acl=default_acl, metrics=metrics,
