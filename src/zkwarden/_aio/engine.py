@@ -14,7 +14,6 @@ so the machine never waits for asyncio's ``connection_lost`` callback to learn i
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import random
@@ -38,15 +37,14 @@ from ..errors import (
     ZooKeeperError,
     error_for_code,
 )
-from ..hosts import HostPort, parse_connect_string
+from ..hosts import parse_connect_string
 from ..metrics import ClientMetrics
 from ..protocol import ops
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
 from ..protocol.ops import WatchKind
-from ..protocol.sasl import SaslFactory, SaslMechanism
+from ..protocol.sasl import SaslFactory
 from ..protocol.session import (
     AuthReply,
-    HandshakeOutcome,
     Notification,
     Outgoing,
     Reply,
@@ -55,9 +53,9 @@ from ..protocol.session import (
 from ..protocol.watches import WatchRegistry
 from ..sasl import SASLOptions
 from ..tls import resolve_tls
-from ..types import ClientState, ClientStateChange, EventType, KeeperState, WatchEvent
-from . import transport as _transport
+from ..types import ClientState, ClientStateChange
 from .connection import Connection
+from .events import EVENT_TYPES, KEEPER_STATES, watch_event
 from .options import auth_bytes, forked_since
 from .states import StateChangeStream
 from .subscriber import Subscriber
@@ -70,52 +68,6 @@ _NO_NODE = -101
 # (future, client path, watcher to register on success)
 _Token = tuple["asyncio.Future[Any]", str, Subscriber | None]
 _LIVE = (ClientState.CONNECTED, ClientState.READ_ONLY)
-
-# Every notification needs these: dict lookups instead of Enum calls, and WatchEvent (a
-# frozen dataclass of 7 fields) built through its slots instead of its __init__.
-_EVENT_TYPES: dict[int, EventType] = {int(e): e for e in EventType}
-_KEEPER_STATES: dict[int, KeeperState] = {int(k): k for k in KeeperState}
-_WATCH_EVENT_FIELDS = ("type", "state", "path", "zxid", "data", "stat", "children")
-_WATCH_EVENT_FAST = tuple(f.name for f in dataclasses.fields(WatchEvent)) == _WATCH_EVENT_FIELDS
-_WATCH_EVENT_SLOTS = tuple(getattr(WatchEvent, n).__set__ for n in _WATCH_EVENT_FIELDS)
-
-
-def _watch_event(etype: EventType, state: KeeperState, path: str, zxid: int) -> WatchEvent:
-    """``WatchEvent(etype, state, path, zxid)``, the other fields at their defaults."""
-    if not _WATCH_EVENT_FAST:  # WatchEvent grew a field: take the slow, always right way
-        return WatchEvent(etype, state, path, zxid)
-    event: WatchEvent = object.__new__(WatchEvent)
-    set_type, set_state, set_path, set_zxid, set_data, set_stat, set_children = (
-        _WATCH_EVENT_SLOTS
-    )
-    set_type(event, etype)
-    set_state(event, state)
-    set_path(event, path)
-    set_zxid(event, zxid)
-    set_data(event, None)
-    set_stat(event, None)
-    set_children(event, None)
-    return event
-
-
-class _FirstTokenReady:
-    """A mechanism whose first token was computed already (in a thread)."""
-
-    def __init__(self, mechanism: SaslMechanism, first: bytes) -> None:
-        self._mechanism = mechanism
-        self._first = first
-        self.name = mechanism.name
-
-    def initial_response(self) -> bytes:
-        return self._first
-
-    def evaluate(self, challenge: bytes) -> bytes | None:
-        return self._mechanism.evaluate(challenge)
-
-    @property
-    def complete(self) -> bool:
-        return self._mechanism.complete
-
 
 class EngineHooks(Protocol):
     """What the engine tells the watch side (see :mod:`zkwarden._aio.subscriptions`)."""
@@ -173,7 +125,7 @@ class SessionEngine:
         #: makes the SASL mechanism of each connection (None: no SASL)
         self.sasl: SaslFactory | None = sasl.factory() if sasl is not None else None
         self._request_timeout = request_timeout
-        self._max_response = max_response_size
+        self.max_response = max_response_size
         self.max_queued_events = max_queued_events
         self.machine: SessionMachine[_Token] = SessionMachine(
             requested_timeout=session_timeout, read_only_allowed=read_only,
@@ -195,8 +147,8 @@ class SessionEngine:
         # Replaced on every state change: whoever waits for "something changed" awaits the
         # current one (a plain Event would need clearing, racing its waiters).
         self._changed: asyncio.Event | None = None
-        self._restore_waiter: asyncio.Future[None] | None = None
-        self._handshaking: Connection | None = None
+        self.restore_waiter: asyncio.Future[None] | None = None
+        self.handshaking: Connection | None = None
         self._presumed_timer: asyncio.TimerHandle | None = None
         self._warn = RateLimitedLog(log)
         self.pid = os.getpid()
@@ -264,87 +216,6 @@ class SessionEngine:
         if self.machine.closing:
             raise ClientClosedError("client is closed")
 
-    # --- one connection ------------------------------------------------------------------
-
-    async def establish(self, host: HostPort, timeout: float) -> Connection | None:
-        """Open, handshake and restore one connection. None when the old session expired.
-
-        Raises:
-            ConnectionLossError, ProtocolError, AuthFailedError, DataTooLargeError,
-            ClientClosedError.
-        """
-        loop = asyncio.get_running_loop()
-        transport, conn = await _transport.open_connection(
-            host, lambda: Connection(self, host, self._max_response), timeout=timeout,
-            tls=self.tls,
-        )
-        if self.machine.closing:
-            conn.abort()
-            raise ClientClosedError("client closed while connecting")
-        self.conn = conn
-        try:
-            transport.write(self.machine.connect_request(loop.time()))
-            self._handshaking = conn
-            try:
-                payload = await conn.first_frame(timeout)
-            finally:
-                self._handshaking = None
-            if conn is not self.conn:
-                raise ConnectionLossError(f"connection to {host} lost during the handshake")
-            outcome = self.machine.handshake(payload, loop.time())
-        except BaseException as exc:
-            self.drop(conn, exc)
-            raise
-        finally:
-            self._flush_changes()
-        if outcome is HandshakeOutcome.EXPIRED:
-            self.drop(conn, ConnectionLossError("session expired"))
-            return None
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._restore_waiter = waiter
-        conn.activate()  # early frames, or the loss that happened meanwhile
-        if conn is not self.conn:
-            raise ConnectionLossError(f"connection to {host} lost during set-up")
-        try:
-            mechanism = await self._start_sasl(host) if self.sasl is not None else None
-            if conn is not self.conn:
-                raise ConnectionLossError(f"connection to {host} lost during set-up")
-            primed = self.machine.prime(self.auth, self.watches, loop.time(), sasl=mechanism)
-        except ZooKeeperError as exc:
-            self.drop(conn, exc)
-            raise
-        if primed:
-            conn.write_now(primed)
-        conn.schedule_timer(self.machine.next_deadline())
-        self._flush_changes()
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            self.drop(conn, ConnectionLossError("no reply while restoring the session"))
-            raise ConnectionLossError(f"no reply from {host} while restoring") from None
-        finally:
-            if self._restore_waiter is waiter:
-                self._restore_waiter = None
-        log.info(
-            "connected to %s, session 0x%x (%s), timeout %.1fs",
-            host, self.machine.session_id, outcome.name.lower(),
-            self.machine.negotiated_timeout or 0.0,
-        )
-        return conn
-
-    async def _start_sasl(self, host: HostPort) -> SaslMechanism:
-        """The connection's SASL mechanism with its first token computed off the loop
-        (a Kerberos mechanism may ask the KDC for a ticket first: a network round trip).
-
-        Raises:
-            AuthFailedError: the credentials cannot be used (no ticket, bad keytab, ...).
-        """
-        assert self.sasl is not None
-        mechanism = self.sasl(host.host)
-        first = await asyncio.to_thread(mechanism.initial_response)
-        return _FirstTokenReady(mechanism, first)
-
     # --- connection events (Connection's owner) ------------------------------------------
 
     def on_frame(self, conn: Connection, payload: bytes | memoryview) -> None:
@@ -369,7 +240,7 @@ class SessionEngine:
             if msg.frame:
                 conn.write_now(msg.frame)
         if machine.changes:
-            self._flush_changes()
+            self.flush_changes()
 
     def _on_reply(self, reply: Reply[_Token]) -> None:
         fut, path, watcher = reply.token
@@ -404,8 +275,8 @@ class SessionEngine:
                     f"authentication failed (code {reply.err})"
                     + (f": {reply.reason}" if reply.reason else "")
                 )
-                if self._restore_waiter is not None and not self._restore_waiter.done():
-                    self._restore_waiter.set_exception(exc)
+                if self.restore_waiter is not None and not self.restore_waiter.done():
+                    self.restore_waiter.set_exception(exc)
                 self.drop(conn, exc)
             return
         fut = reply.token[0]
@@ -417,14 +288,14 @@ class SessionEngine:
 
     def _on_notification(self, msg: Notification) -> None:
         raw = msg.event
-        etype = _EVENT_TYPES.get(raw.type)
-        state = _KEEPER_STATES.get(raw.state)
+        etype = EVENT_TYPES.get(raw.type)
+        state = KEEPER_STATES.get(raw.state)
         if etype is None or state is None:
             log.warning("ignoring notification with unknown type/state %r", raw)
             return
         watchers = self.watches.fire(etype, raw.path)
         if watchers:
-            event = _watch_event(etype, state, _paths.strip_chroot(self.chroot, raw.path),
+            event = watch_event(etype, state, _paths.strip_chroot(self.chroot, raw.path),
                                  msg.zxid)
             for watcher in watchers:
                 watcher.deliver(event)
@@ -464,7 +335,7 @@ class SessionEngine:
                     self._request_done(fut, False)
                 if not fut.done():
                     fut.set_exception(exc_type(text))
-            waiter = self._restore_waiter
+            waiter = self.restore_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(
                     reason if isinstance(reason, AuthFailedError) else ConnectionLossError(text)
@@ -472,7 +343,7 @@ class SessionEngine:
             if self.machine.changes:
                 self._warn.log(logging.WARNING, "disconnect", "disconnected from %s: %s",
                                conn.host, text)
-            self._flush_changes()
+            self.flush_changes()
             self._arm_presumed_timer()
         conn.abort(reason)
 
@@ -503,12 +374,12 @@ class SessionEngine:
                            "session presumed expired")
             # A handshake or restore still in flight would resume the given-up session.
             self.drop_current(ConnectionLossError("session presumed expired"))
-            self._flush_changes()
+            self.flush_changes()
         self._arm_presumed_timer()
 
     # --- state reporting -----------------------------------------------------------------
 
-    def _flush_changes(self) -> None:
+    def flush_changes(self) -> None:
         changes = self.machine.take_changes()
         if not changes:
             return
@@ -535,7 +406,7 @@ class SessionEngine:
                 self.reconnects += 1
                 if not change.new_session and self.hooks is not None:
                     self.hooks.reconnected()
-                waiter = self._restore_waiter
+                waiter = self.restore_waiter
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             for stream in list(self._state_streams):
@@ -707,7 +578,7 @@ class SessionEngine:
         self.notify()
         supervisor = self.supervisor
         if supervisor is not None and supervisor is not asyncio.current_task():
-            if self._handshaking is not None:
+            if self.handshaking is not None:
                 # A ConnectRequest is in flight: let its answer arrive, so that a session
                 # the server grants now is known (handed over to be closed), not left to
                 # expire on the server.
@@ -729,7 +600,7 @@ class SessionEngine:
                 fut.set_exception(reason)
         self._sent.clear()
         self.watches.clear()
-        self._flush_changes()
+        self.flush_changes()
         for stream in list(self._state_streams):
             stream.end()
         self.notify()

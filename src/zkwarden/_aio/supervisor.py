@@ -1,7 +1,7 @@
 """The reconnect supervisor: one task per client that keeps a connection open (rule 6).
 
 It loops: back off, pick the next host, close any session given up as presumed expired,
-open and establish a connection (:meth:`SessionEngine.establish`), wait for it to close.
+open and establish a connection (:func:`zkwarden._aio.establish.establish`), wait for it to close.
 Capped exponential backoff with full jitter over the shuffled host list, also when TCP
 connects but the handshake or set-up fails; the cap is a third of the session timeout while
 the session may still be alive (so it can be resumed in time) and the full maximum once it
@@ -21,6 +21,7 @@ from ..hosts import HostPort
 from ..types import ClientState
 from .connection import Connection
 from .engine import SessionEngine
+from .establish import establish
 from .remote import close_session_remote
 from .retry import Backoff, backoff_delay
 
@@ -124,7 +125,7 @@ class Supervisor:
         """
         timeout = self.per_host_timeout()
         await self._close_stale_sessions(host, timeout)
-        return await self._engine.establish(host, timeout)
+        return await establish(self._engine, host, timeout)
 
     async def _close_stale_sessions(self, host: HostPort, timeout: float) -> None:
         """Close sessions given up as presumed expired, so their ephemerals go now.
