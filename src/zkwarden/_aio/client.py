@@ -42,13 +42,13 @@ from ..types import (
     OPEN_ACL_UNSAFE,
     ClientState,
     ClientStateChange,
-    CreateMode,
     Stat,
     WatcherType,
 )
 from .closer import Closer
 from .engine import SessionEngine
 from .options import auth_bytes
+from .requests import create_request
 from .retry import Backoff
 from .states import StateChangeStream
 from .subscriptions import Subscriptions
@@ -329,28 +329,11 @@ class AsyncClient:
         Raises:
             InvalidPathError, InvalidArgumentError.
         """
-        data = self._check_data(data)
-        if container and (ephemeral or sequence or ttl is not None):
-            raise InvalidArgumentError("container nodes cannot be ephemeral, sequential or TTL")
-        if ttl is not None:
-            if ephemeral:
-                raise InvalidArgumentError("TTL nodes cannot be ephemeral")
-            if not ttl > 0:
-                raise InvalidArgumentError(f"ttl must be > 0 seconds, got {ttl!r}")
-        server_path = self._server_path(path, sequential=sequence)
-        acl_t = tuple(acl) if acl is not None else self._default_acl
-        if not acl_t:
-            raise InvalidArgumentError("acl must not be empty")
-        mode = CreateMode.from_options(
-            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl is not None
+        return create_request(
+            self._server_path(path, sequential=sequence), self._check_data(data),
+            ephemeral=ephemeral, sequence=sequence, container=container, ttl=ttl,
+            acl=tuple(acl) if acl is not None else self._default_acl, include_stat=include_stat,
         )
-        if ttl is not None:
-            return ops.CreateTTL(server_path, data, acl_t, mode, max(1, int(ttl * 1000)))
-        if container:
-            return ops.CreateContainer(server_path, data, acl_t, mode)
-        if include_stat:
-            return ops.Create2(server_path, data, acl_t, mode)
-        return ops.Create(server_path, data, acl_t, mode)
 
     async def ensure_path(self, path: str, acl: Sequence[ACL] | None = None) -> None:
         """Create ``path`` and any missing parents (persistent, empty); no error if present.
