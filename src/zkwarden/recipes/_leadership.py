@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import paths as _paths
@@ -48,7 +48,7 @@ from ..errors import (
     SessionExpiredError,
     ZooKeeperError,
 )
-from ..types import ClientState, ClientStateChange, Stat
+from ..types import ACL, ClientState, ClientStateChange, Stat
 from ._curator import sorted_children
 from ._nodes import OwnNode, delete_until_gone, protected_create
 from ._session import SessionEvents
@@ -201,10 +201,12 @@ class Contender:
         tasks: TaskOwner,
         *,
         lose_on_suspend: bool = True,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         self._zk = zk
         self.path = path
         self.marker = marker
+        self.acl = tuple(acl) if acl is not None else None
         self.identifier = identifier
         self._data = identifier.encode("utf-8")
         self._tasks = tasks
@@ -323,7 +325,8 @@ class Contender:
             # deleting it is a no-op that protected_create's cleanup covers anyway).
             self.node = None
             self.queued.clear()
-            node = await protected_create(zk, self.path, self.marker, self._data, self._tasks)
+            node = await protected_create(zk, self.path, self.marker, self._data, self._tasks,
+                                          acl=self.acl)
             self.node = node
             self.queued.set()
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import paths as _paths
@@ -34,7 +34,7 @@ from ..errors import (
     SessionExpiredError,
     ZooKeeperError,
 )
-from ..types import WatcherType
+from ..types import ACL, WatcherType
 from ._curator import REVOKE, sort_key
 from ._lease import GuardedTransaction, Lease
 from ._nodes import OwnNode, delete_until_gone, protected_create
@@ -166,9 +166,12 @@ class QueueLock:
         identifier: str | None = None,
         data: bytes | None = None,
         on_revoke: Callable[[Lease], object] | None = None,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         _paths.validate(path)
         self._zk = zk
+        #: the ACL of the nodes this lock creates (and of missing parents); None: the client's
+        self.acl = tuple(acl) if acl is not None else None
         self.path = path
         #: where the nodes are queued (a semaphore queues its leases below its path)
         self._parent = path
@@ -245,7 +248,8 @@ class QueueLock:
             async with timer:
                 while True:
                     node = await protected_create(
-                        self._zk, self._parent, self._marker, self._data, self._janitor)
+                        self._zk, self._parent, self._marker, self._data, self._janitor,
+                        acl=self.acl)
                     try:
                         await self._wait(node)
                         return node

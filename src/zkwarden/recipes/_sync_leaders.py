@@ -29,11 +29,12 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import ClientClosedError, LeaseLostError, RecipeError, RequestTimeoutError
 from ..sync.client import Client
+from ..types import ACL
 from ._leadership import LeadershipTerm as AsyncTerm
 from ._sync_base import SyncRecipe, build_on_loop
 from .election import LeaderElection as AsyncElection
@@ -109,16 +110,18 @@ class LeaderLatch(SyncRecipe):
                 do_one_step(term.fencing_token)
                 term.lost.wait(0.5)
 
+    ``acl``: as the async latch's.
+
     Raises (constructor):
         InvalidPathError: ``path`` is not a valid absolute path.
         ClientClosedError: the client is not started.
     """
 
     def __init__(self, zk: Client, path: str, identifier: str = "", *,
-                 lose_on_suspend: bool = True) -> None:
+                 lose_on_suspend: bool = True, acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self._aio = build_on_loop(zk, lambda: AsyncLatch(
-            zk.async_client, path, identifier, lose_on_suspend=lose_on_suspend))
+            zk.async_client, path, identifier, lose_on_suspend=lose_on_suspend, acl=acl))
         self.path = self._aio.path
         self.identifier = identifier
         self.lose_on_suspend = lose_on_suspend
@@ -251,7 +254,7 @@ class LeaderElection(SyncRecipe):
     thread** each time we are elected; leadership loss sets ``term.lost`` (a
     threading.Event) and ``lead`` must return soon after: our node is deleted (and the
     next leader can start) only once it has. ``stop()`` (from any thread, ``lead``
-    included) ends ``run``.
+    included) ends ``run``. ``acl``: as the async election's.
 
     Raises (constructor):
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -259,11 +262,11 @@ class LeaderElection(SyncRecipe):
     """
 
     def __init__(self, zk: Client, path: str, identifier: str = "", *, requeue: bool = True,
-                 lose_on_suspend: bool = True) -> None:
+                 lose_on_suspend: bool = True, acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self._aio = build_on_loop(zk, lambda: AsyncElection(
             zk.async_client, path, identifier, requeue=requeue,
-            lose_on_suspend=lose_on_suspend))
+            lose_on_suspend=lose_on_suspend, acl=acl))
         self.path = self._aio.path
         self.identifier = identifier
         self.requeue = requeue

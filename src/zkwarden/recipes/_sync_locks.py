@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -352,7 +352,7 @@ class Lock(_SyncQueueLock):
         with Lock(zk, "/locks/orders", identifier="worker-1") as lease:
             ...   # lease.fencing_token; check lease.lost.is_set() in long work
 
-    ``on_revoke(lease)`` runs on a thread of its own.
+    ``on_revoke(lease)`` runs on a thread of its own. ``acl``: as the async lock's.
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -361,18 +361,19 @@ class Lock(_SyncQueueLock):
 
     def __init__(self, zk: Client, path: str, identifier: str | None = None, *,
                  data: bytes | None = None,
-                 on_revoke: Callable[[Lease], object] | None = None) -> None:
+                 on_revoke: Callable[[Lease], object] | None = None,
+                 acl: Sequence[ACL] | None = None) -> None:
         super().__init__(zk)
         hook = self._revoke_adapter(on_revoke)
         self._aio = build_on_loop(zk, lambda: AsyncLock(
-            zk.async_client, path, identifier, data=data, on_revoke=hook))
+            zk.async_client, path, identifier, data=data, on_revoke=hook, acl=acl))
         self.identifier = identifier
 
 
 class Semaphore(_SyncQueueLock):
     """Blocking twin of :class:`zkwarden.recipes.semaphore.Semaphore` (Curator
     InterProcessSemaphoreV2 layout): ``with sem as lease:``; a thread holds at most one
-    lease of a semaphore object.
+    lease of a semaphore object. ``acl``: as the async semaphore's.
 
     Raises:
         InvalidArgumentError: ``max_leases`` below 1.
@@ -381,10 +382,11 @@ class Semaphore(_SyncQueueLock):
     """
 
     def __init__(self, zk: Client, path: str, max_leases: int,
-                 identifier: str | None = None, *, data: bytes | None = None) -> None:
+                 identifier: str | None = None, *, data: bytes | None = None,
+                 acl: Sequence[ACL] | None = None) -> None:
         super().__init__(zk)
         self._aio = build_on_loop(zk, lambda: AsyncSemaphore(
-            zk.async_client, path, max_leases, identifier, data=data))
+            zk.async_client, path, max_leases, identifier, data=data, acl=acl))
         self.max_leases = max_leases
         self.identifier = identifier
 
@@ -440,6 +442,7 @@ class ReadLock(_SyncQueueLock):
 class ReadWriteLock(SyncRecipe):
     """Blocking twin of :class:`zkwarden.recipes.rwlock.ReadWriteLock` (Curator 5.4
     ``__READ__``/``__WRIT__`` layout): ``with rw.read as lease:`` / ``with rw.write:``.
+    ``acl``: as the async lock's.
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -448,7 +451,8 @@ class ReadWriteLock(SyncRecipe):
 
     def __init__(self, zk: Client, path: str, identifier: str | None = None, *,
                  data: bytes | None = None,
-                 on_revoke: Callable[[Lease], object] | None = None) -> None:
+                 on_revoke: Callable[[Lease], object] | None = None,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self.path = path
 
@@ -463,7 +467,7 @@ class ReadWriteLock(SyncRecipe):
 
         self._aio = build_on_loop(zk, lambda: AsyncReadWriteLock(
             zk.async_client, path, identifier, data=data,
-            on_revoke=hook if on_revoke is not None else None))
+            on_revoke=hook if on_revoke is not None else None, acl=acl))
         self.write = WriteLock(self)
         self.read = ReadLock(self)
 

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -44,7 +44,7 @@ from ..errors import (
     SessionExpiredError,
     ZooKeeperError,
 )
-from ..types import WatchEvent
+from ..types import ACL, WatchEvent
 from ._nodes import OwnNode, _wait_for_connection, ensure_containers, find_and_delete
 
 __all__ = ("Barrier", "DoubleBarrier", "curator_default_data")
@@ -93,16 +93,19 @@ async def _retrying(zk: AsyncClient, call: Callable[[], Awaitable[T]]) -> T:
 class Barrier:
     """Curator's DistributedBarrier: while ``<path>`` exists, :meth:`wait_on_barrier` waits.
 
-    ``data`` is the node's content (default: Curator's, the local IP address).
+    ``data`` is the node's content (default: Curator's, the local IP address). ``acl`` is
+    the ACL of the barrier node and of the parents it creates (default: the client's).
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
     """
 
-    def __init__(self, zk: AsyncClient, path: str, *, data: bytes | None = None) -> None:
+    def __init__(self, zk: AsyncClient, path: str, *, data: bytes | None = None,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self.path = _paths.validate(path)
         self._data = data
+        self.acl = tuple(acl) if acl is not None else None
 
     async def set_barrier(self) -> None:
         """Create the barrier node (PERSISTENT, parents as containers); an existing one is
@@ -115,11 +118,11 @@ class Barrier:
 
         async def create() -> None:
             try:
-                await self._zk.create(self.path, data)
+                await self._zk.create(self.path, data, acl=self.acl)
             except NodeExistsError:
                 pass
             except NoNodeError:
-                await ensure_containers(self._zk, _paths.parent(self.path))
+                await ensure_containers(self._zk, _paths.parent(self.path), self.acl)
                 await create()
 
         await _retrying(self._zk, create)
@@ -173,6 +176,7 @@ class DoubleBarrier:
 
     ``members`` is a threshold, not a limit (as in Curator: more may enter). ``data`` is
     the content of the member and ``ready`` nodes (default: Curator's, the local IP).
+    ``acl`` is the ACL of those nodes and of the parents it creates (default: the client's).
     Call :meth:`close` when done with the object: it waits (briefly) for the removal of a
     node left by a cancelled or timed-out call.
 
@@ -183,6 +187,7 @@ class DoubleBarrier:
 
     def __init__(
         self, zk: AsyncClient, path: str, members: int = 3, *, data: bytes | None = None,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         if isinstance(members, bool) or not isinstance(members, int) or members < 1:
             raise InvalidArgumentError(f"members must be a positive int, got {members!r}")
@@ -190,6 +195,7 @@ class DoubleBarrier:
         self.path = _paths.validate(path)
         self.members = members
         self._data = data
+        self.acl = tuple(acl) if acl is not None else None
         #: Curator draws one uuid per barrier object; its node is <path>/<uuid>
         self.node_name = str(uuid.uuid4())
         self.node_path = _paths.join(path, self.node_name)
@@ -266,11 +272,11 @@ class DoubleBarrier:
         while True:
             try:
                 created, stat = await zk.create(
-                    self.node_path, data, ephemeral=True, include_stat=True)
+                    self.node_path, data, ephemeral=True, include_stat=True, acl=self.acl)
                 self._node = OwnNode(created, stat, stat.ephemeral_owner)
                 return self._node
             except NoNodeError:
-                await _retrying(zk, lambda: ensure_containers(zk, self.path))
+                await _retrying(zk, lambda: ensure_containers(zk, self.path, self.acl))
             except ConnectionLossError:
                 await _wait_for_connection(zk)
             except NodeExistsError:
@@ -297,7 +303,7 @@ class DoubleBarrier:
     async def _create_ready(self, data: bytes) -> None:
         async def create() -> None:
             try:
-                await self._zk.create(self.ready_path, data)
+                await self._zk.create(self.ready_path, data, acl=self.acl)
             except NodeExistsError:
                 pass
 

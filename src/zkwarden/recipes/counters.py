@@ -32,7 +32,7 @@ import enum
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -52,7 +52,7 @@ from ..errors import (
     TransactionError,
     ZooKeeperError,
 )
-from ..types import Stat
+from ..types import ACL, Stat
 from ._curator import decode_int32, decode_int64, encode_int32, encode_int64
 from ._nodes import _wait_for_connection, ensure_containers
 from .barrier import _retrying
@@ -80,14 +80,17 @@ class SharedCount:
 
     :meth:`start` creates the node with ``default`` if it is missing and follows it with a
     watch, so :attr:`count` is the latest value seen (ordered by mzxid, as Curator 5.7+).
+    ``acl`` is the ACL of the node and of the parents it creates (default: the client's).
 
     Raises:
         InvalidPathError, InvalidArgumentError: ``default`` is not an int32.
     """
 
-    def __init__(self, zk: AsyncClient, path: str, default: int = 0) -> None:
+    def __init__(self, zk: AsyncClient, path: str, default: int = 0, *,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self.path = _paths.validate(path)
+        self.acl = tuple(acl) if acl is not None else None
         self._seed = encode_int32(default)
         self._value = default
         self._version = -1
@@ -126,11 +129,11 @@ class SharedCount:
 
         async def create() -> None:
             try:
-                await self._zk.create(self.path, self._seed)
+                await self._zk.create(self.path, self._seed, acl=self.acl)
             except NodeExistsError:
                 pass
             except NoNodeError:
-                await ensure_containers(self._zk, _paths.parent(self.path))
+                await ensure_containers(self._zk, _paths.parent(self.path), self.acl)
                 await create()
 
         await _retrying(self._zk, create)
@@ -173,9 +176,9 @@ class SharedCount:
                 stat = await self._zk.set(self.path, data)
             except NoNodeError:
                 try:
-                    await self._zk.create(self.path, data)
+                    await self._zk.create(self.path, data, acl=self.acl)
                 except NoNodeError:
-                    await ensure_containers(self._zk, _paths.parent(self.path))
+                    await ensure_containers(self._zk, _paths.parent(self.path), self.acl)
                 except NodeExistsError:
                     pass
                 await write()
@@ -310,6 +313,8 @@ class AtomicCounter:
     ``succeeded=False`` (nothing was written). Writes whose reply is lost are resolved
     exactly, never repeated blindly (see the module docstring): an increment is never
     counted twice. :meth:`close` removes the marker node early (it is ephemeral anyway).
+    ``acl`` is the ACL of the counter and marker nodes and of the parents it creates
+    (default: the client's).
 
     Raises:
         InvalidPathError, InvalidArgumentError: a negative ``max_retries``.
@@ -317,12 +322,13 @@ class AtomicCounter:
 
     def __init__(
         self, zk: AsyncClient, path: str, *, max_retries: int = DEFAULT_MAX_RETRIES,
-        backoff: tuple[float, float] = DEFAULT_BACKOFF,
+        backoff: tuple[float, float] = DEFAULT_BACKOFF, acl: Sequence[ACL] | None = None,
     ) -> None:
         if max_retries < 0:
             raise InvalidArgumentError(f"max_retries must be >= 0, got {max_retries!r}")
         self._zk = zk
         self.path = _paths.validate(path)
+        self.acl = tuple(acl) if acl is not None else None
         self.max_retries = max_retries
         self._backoff = backoff
         self.marker_path = _paths.join(path, f"zkwarden-cas-{uuid.uuid4()}")
@@ -455,20 +461,21 @@ class AtomicCounter:
         session = zk.session_id
         txn = zk.transaction()
         if stat is None:
-            txn.create(self.path, data)
+            txn.create(self.path, data, acl=self.acl)
         else:
             txn.set(self.path, data, version=stat.version)
         if session is not None and self._marker_session == session:
             txn.set(self.marker_path, op_id)
         else:
-            txn.create(self.marker_path, op_id, ephemeral=True)
+            txn.create(self.marker_path, op_id, ephemeral=True, acl=self.acl)
         try:
             await txn.commit()
         except TransactionError as exc:
             cause = exc.results[exc.failed_index]
             if exc.failed_index == 0:
                 if stat is None and isinstance(cause, NoNodeError):
-                    await _retrying(zk, lambda: ensure_containers(zk, _paths.parent(self.path)))
+                    await _retrying(
+                        zk, lambda: ensure_containers(zk, _paths.parent(self.path), self.acl))
                     return _Outcome.AGAIN
                 return _Outcome.CONFLICT  # BadVersion, NodeExists, NoNode: someone else
             # our marker was not where we thought: created (NodeExists) or gone (NoNode)

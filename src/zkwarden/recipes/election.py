@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
 from .._tasks import TaskOwner
 from ..errors import LeaseLostError, RecipeError
+from ..types import ACL
 from ._curator import LOCK_MARKER
 from ._leadership import (
     Contender,
@@ -57,6 +58,8 @@ Lead = Callable[[LeadershipTerm], Awaitable[object]]
 class LeaderElection:
     """A participant in a Curator LeaderSelector-compatible election on ``path``.
 
+    ``acl`` is the ACL of our node and of the parents we create (default: the client's).
+
     Raises (constructor):
         InvalidPathError: ``path`` is not a valid absolute path.
     """
@@ -69,12 +72,14 @@ class LeaderElection:
         *,
         requeue: bool = True,
         lose_on_suspend: bool = True,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         self._zk = zk
         self.path = _paths.validate(path)
         self.identifier = identifier
         self.requeue = requeue
         self.lose_on_suspend = lose_on_suspend
+        self.acl = tuple(acl) if acl is not None else None
         self._runner: asyncio.Task[None] | None = None
         self._contender: Contender | None = None
         self._stopping = False
@@ -131,7 +136,7 @@ class LeaderElection:
     async def _loop(self, lead: Lead) -> None:
         tasks = TaskOwner(f"election {self.path}", log)
         contender = Contender(self._zk, self.path, LOCK_MARKER, self.identifier, tasks,
-                              lose_on_suspend=self.lose_on_suspend)
+                              lose_on_suspend=self.lose_on_suspend, acl=self.acl)
         self._contender = contender
         try:
             while True:

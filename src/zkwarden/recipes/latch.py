@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from types import TracebackType
 
 from .. import paths as _paths
@@ -50,6 +51,7 @@ from ..errors import (
     RequestTimeoutError,
     ZooKeeperError,
 )
+from ..types import ACL
 from ._curator import LATCH_MARKER
 from ._leadership import Contender, LeadershipTerm, finish_cleanups, read_participants
 
@@ -63,6 +65,7 @@ class LeaderLatch:
 
     ``identifier`` is written as the node's data (UTF-8; Curator's default id is ``""``).
     Use ``await latch.start()`` / ``await latch.close()`` or ``async with latch:``.
+    ``acl`` is the ACL of our node and of the parents we create (default: the client's).
 
     Raises (constructor):
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -75,11 +78,13 @@ class LeaderLatch:
         identifier: str = "",
         *,
         lose_on_suspend: bool = True,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         self._zk = zk
         self.path = _paths.validate(path)
         self.identifier = identifier
         self.lose_on_suspend = lose_on_suspend
+        self.acl = tuple(acl) if acl is not None else None
         self._tasks = TaskOwner(f"latch {path}", log)
         self._contender: Contender | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -133,7 +138,7 @@ class LeaderLatch:
         if self._closed or self._contender is not None:
             raise RecipeError(f"the latch {self.path} was already started")
         contender = Contender(self._zk, self.path, LATCH_MARKER, self.identifier, self._tasks,
-                              lose_on_suspend=self.lose_on_suspend)
+                              lose_on_suspend=self.lose_on_suspend, acl=self.acl)
         self._contender = contender
         runner = self._tasks.spawn(self._run(contender), name="queue")
         self._runner = runner

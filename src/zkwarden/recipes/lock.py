@@ -25,9 +25,10 @@ Use::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._aio.client import AsyncClient
+from ..types import ACL
 from ._curator import LOCK_MARKER
 from ._lease import GuardedTransaction, Lease
 from ._queue import QueueLock
@@ -41,6 +42,8 @@ class Lock(QueueLock):
     ``identifier`` is written as the node's data (UTF-8) and read back by
     :meth:`contenders`; ``data`` is used instead when there is no identifier.
     ``on_revoke(lease)`` runs on the event loop when someone asks the holder to release.
+    ``acl`` is the ACL of the lock's nodes and of the parents it creates (default: the
+    client's ``default_acl``).
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -54,6 +57,7 @@ class Lock(QueueLock):
         *,
         data: bytes | None = None,
         on_revoke: Callable[[Lease], object] | None = None,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         super().__init__(zk, path, marker=LOCK_MARKER, identifier=identifier, data=data,
-                         on_revoke=on_revoke)
+                         on_revoke=on_revoke, acl=acl)

@@ -31,11 +31,12 @@ Use::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._aio.client import AsyncClient
 from ..errors import LockReentryError
+from ..types import ACL
 from ._curator import READ_MARKER, WRITE_MARKER, sort_key
 from ._lease import Lease
 from ._queue import QueueLock, mutex_predicate
@@ -93,7 +94,8 @@ class ReadLock(QueueLock):
 
 class ReadWriteLock:
     """Curator-compatible read-write lock: ``rw.read`` and ``rw.write`` are lock objects
-    (``async with``, ``acquire(timeout)``, ``release()``, ``contenders()``).
+    (``async with``, ``acquire(timeout)``, ``release()``, ``contenders()``). ``acl`` is the
+    ACL of both halves' nodes and of the parents they create (default: the client's).
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
@@ -107,11 +109,12 @@ class ReadWriteLock:
         *,
         data: bytes | None = None,
         on_revoke: Callable[[Lease], object] | None = None,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         self._zk = zk
         self.path = path
         options: dict[str, Any] = {"identifier": identifier, "data": data,
-                                   "on_revoke": on_revoke}
+                                   "on_revoke": on_revoke, "acl": acl}
         self.write = WriteLock(self, **options)
         self.read = ReadLock(self, **options)
 

@@ -23,10 +23,12 @@ Use::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
 from ..errors import InvalidArgumentError, SessionExpiredError
+from ..types import ACL
 from ._curator import LEASE_MARKER
 from ._nodes import OwnNode
 from ._queue import QueueLock, Requeue
@@ -40,6 +42,8 @@ class Semaphore(QueueLock):
 
     ``acquire(timeout)`` returns True once a lease is held (``sem.lease``), False on
     timeout with nothing left behind; ``release()`` gives the current task's lease back.
+    ``acl`` is the ACL of its lease and mutex nodes and of the parents it creates (default:
+    the client's).
 
     Raises:
         InvalidArgumentError: ``max_leases`` below 1.
@@ -54,13 +58,15 @@ class Semaphore(QueueLock):
         identifier: str | None = None,
         *,
         data: bytes | None = None,
+        acl: Sequence[ACL] | None = None,
     ) -> None:
         if not isinstance(max_leases, int) or max_leases < 1:
             raise InvalidArgumentError(f"max_leases must be an int >= 1, got {max_leases!r}")
-        super().__init__(zk, path, marker=LEASE_MARKER, identifier=identifier, data=data)
+        super().__init__(zk, path, marker=LEASE_MARKER, identifier=identifier, data=data,
+                         acl=acl)
         self.max_leases = max_leases
         self._parent = _paths.join(path, "leases")
-        self._mutex = Lock(zk, _paths.join(path, "locks"))
+        self._mutex = Lock(zk, _paths.join(path, "locks"), acl=acl)
 
     async def _queue(self, deadline: float | None) -> OwnNode | None:
         remaining = None

@@ -32,7 +32,10 @@ threads need, and it is listed in ``tests/recipes/test_sync_parity.py`` with the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..sync.client import Client
+from ..types import ACL
 from ._sync_base import LoopEvent, SyncRecipe, build_on_loop
 from ._sync_leaders import LeaderElection, LeaderLatch, LeadershipTerm
 from ._sync_locks import (
@@ -67,15 +70,18 @@ __all__ = (
 class Barrier(SyncRecipe):
     """Blocking twin of :class:`zkwarden.recipes.barrier.Barrier` (Curator
     DistributedBarrier): while ``<path>`` exists, :meth:`wait_on_barrier` waits.
+    ``acl``: as the async barrier's.
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
         ClientClosedError: the client is not started.
     """
 
-    def __init__(self, zk: Client, path: str, *, data: bytes | None = None) -> None:
+    def __init__(self, zk: Client, path: str, *, data: bytes | None = None,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
-        self._aio = build_on_loop(zk, lambda: AsyncBarrier(zk.async_client, path, data=data))
+        self._aio = build_on_loop(zk, lambda: AsyncBarrier(zk.async_client, path, data=data,
+                                                           acl=acl))
         self.path = self._aio.path
 
     def set_barrier(self, timeout: float | None = None) -> None:
@@ -106,7 +112,7 @@ class Barrier(SyncRecipe):
 class DoubleBarrier(SyncRecipe):
     """Blocking twin of :class:`zkwarden.recipes.barrier.DoubleBarrier` (Curator
     DistributedDoubleBarrier): :meth:`enter` returns once ``members`` are in,
-    :meth:`leave` once all have left.
+    :meth:`leave` once all have left. ``acl``: as the async barrier's.
 
     Raises:
         InvalidArgumentError: ``members`` below 1.
@@ -115,10 +121,10 @@ class DoubleBarrier(SyncRecipe):
     """
 
     def __init__(self, zk: Client, path: str, members: int = 3, *,
-                 data: bytes | None = None) -> None:
+                 data: bytes | None = None, acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self._aio = build_on_loop(zk, lambda: AsyncDoubleBarrier(
-            zk.async_client, path, members, data=data))
+            zk.async_client, path, members, data=data, acl=acl))
         self.path = self._aio.path
         self.members = members
         self.node_name = self._aio.node_name
@@ -158,16 +164,18 @@ class DoubleBarrier(SyncRecipe):
 class SharedCount(SyncRecipe):
     """Blocking twin of :class:`zkwarden.recipes.counters.SharedCount` (Curator
     SharedCount, 4-byte big-endian). After :meth:`start`, :attr:`count` follows the node
-    (a watch on the loop keeps it current).
+    (a watch on the loop keeps it current). ``acl``: as the async count's.
 
     Raises:
         InvalidPathError, InvalidArgumentError: ``default`` is not an int32.
         ClientClosedError: the client is not started.
     """
 
-    def __init__(self, zk: Client, path: str, default: int = 0) -> None:
+    def __init__(self, zk: Client, path: str, default: int = 0, *,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
-        self._aio = build_on_loop(zk, lambda: AsyncSharedCount(zk.async_client, path, default))
+        self._aio = build_on_loop(zk, lambda: AsyncSharedCount(zk.async_client, path, default,
+                                                               acl=acl))
         self.path = self._aio.path
 
     @property
@@ -248,7 +256,7 @@ class SharedCount(SyncRecipe):
 class AtomicCounter(SyncRecipe):
     """Blocking twin of :class:`zkwarden.recipes.counters.AtomicCounter` (Curator
     DistributedAtomicLong, 8-byte big-endian): each operation returns an
-    :class:`AtomicValue` (check ``succeeded``).
+    :class:`AtomicValue` (check ``succeeded``). ``acl``: as the async counter's.
 
     Raises:
         InvalidPathError, InvalidArgumentError: a negative ``max_retries``.
@@ -256,10 +264,11 @@ class AtomicCounter(SyncRecipe):
     """
 
     def __init__(self, zk: Client, path: str, *, max_retries: int = DEFAULT_MAX_RETRIES,
-                 backoff: tuple[float, float] = DEFAULT_BACKOFF) -> None:
+                 backoff: tuple[float, float] = DEFAULT_BACKOFF,
+                 acl: Sequence[ACL] | None = None) -> None:
         self._zk = zk
         self._aio = build_on_loop(zk, lambda: AsyncAtomicCounter(
-            zk.async_client, path, max_retries=max_retries, backoff=backoff))
+            zk.async_client, path, max_retries=max_retries, backoff=backoff, acl=acl))
         self.path = self._aio.path
         self.max_retries = max_retries
         self.marker_path = self._aio.marker_path
