@@ -27,6 +27,7 @@ from ..discovery import ServiceInstance, get_format
 from ..errors import ConfigurationError, ZooKeeperError
 from ..hosts import parse_connect_string
 from ..sasl import SASLOptions
+from ..types import ACL, Id, Perms
 from ._toml import Reader as _Reader
 from ._toml import parse_duration
 from ._toml import show as _show
@@ -83,6 +84,9 @@ class ZooKeeperConfig:
     tls: TLSConfig | None = None
     #: ``[zookeeper.sasl]``: the password only from ``password_file`` or ``password_env``.
     sasl: SASLOptions | None = None
+    #: ``acl = ["sasl:alice:cdrwa", "world:anyone:r"]``: the ACL of the registry's nodes
+    #: (None: the client's default, open).
+    acl: tuple[ACL, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,7 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
     elif raw_tls not in (None, False):
         raise r.fail("tls", f"must be true, false or a table, got {_show(raw_tls)}")
     sasl = _sasl(r.sub("sasl")) if r.raw("sasl", None) is not None else None
+    acl = _acl(r) if r.raw("acl", None) is not None else None
     r.done()
     return ZooKeeperConfig(
         hosts=hosts,
@@ -283,7 +288,39 @@ def _zookeeper(r: _Reader) -> ZooKeeperConfig:
         format=fmt,
         tls=tls,
         sasl=sasl,
+        acl=acl,
     )
+
+
+_PERM_LETTERS = {"c": Perms.CREATE, "d": Perms.DELETE, "r": Perms.READ, "w": Perms.WRITE,
+                 "a": Perms.ADMIN}
+
+
+def _acl(r: _Reader) -> tuple[ACL, ...]:
+    """``[zookeeper] acl``: a non-empty list of ``"scheme:id:perms"`` (zkCli's syntax)."""
+    raw = r.raw("acl")
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("acl", 'must be a non-empty list like ["sasl:alice:cdrwa"], '
+                            f"got {_show(raw)}")
+    entries: list[ACL] = []
+    for i, spec in enumerate(raw):
+        where = f"acl[{i}]"
+        if not isinstance(spec, str):
+            raise r.fail(where, f"must be a string scheme:id:perms, got {_show(spec)}")
+        scheme, _, rest = spec.partition(":")
+        ident, sep, letters = rest.rpartition(":")
+        if not scheme or not sep:
+            raise r.fail(where, f"must be scheme:id:perms (e.g. sasl:alice:cdrwa), got "
+                                f"{_show(spec)}")
+        perms = 0
+        for letter in letters.lower():
+            if letter not in _PERM_LETTERS:
+                raise r.fail(where, f"unknown permission {letter!r} (use the letters c d r w a)")
+            perms |= _PERM_LETTERS[letter]
+        if not perms:
+            raise r.fail(where, "grants no permission")
+        entries.append(ACL(perms, Id(scheme, ident)))
+    return tuple(entries)
 
 
 def _sasl(r: _Reader) -> SASLOptions:

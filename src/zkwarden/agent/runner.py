@@ -37,6 +37,7 @@ from .._aio.client import AsyncClient
 from .._tasks import TaskOwner
 from ..discovery import ServiceDiscovery, ServiceRegistry
 from ..errors import ConfigurationError, ZooKeeperError
+from ..tls import tls_context
 from ..types import ClientState, ClientStateChange
 from .config import AgentConfig, ServiceConfig, TLSConfig, load_config
 from .http import ApiServer
@@ -55,13 +56,12 @@ _SWEEP_EVERY = 30.0
 
 
 def _ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
+    """The ``[zookeeper.tls]`` table as a context, through :func:`zkwarden.tls.tls_context`
+    (hostname checked unless the table turns it off; the client warns once then)."""
     if tls is None:
         return None
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    ctx.check_hostname = tls.check_hostname
-    if tls.cert_file is not None:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
+    return tls_context(cafile=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file,
+                       check_hostname=tls.check_hostname)
 
 
 class Agent:
@@ -166,24 +166,31 @@ class Agent:
 
         Raises:
             OSError: the listen address cannot be bound (nothing else was started then).
-            ConfigurationError: the ZooKeeper TLS files cannot be loaded.
+            ConfigurationError: the ZooKeeper TLS files or the SASL password cannot be
+                loaded.
         """
         cfg = self.config
         zk = cfg.zookeeper
         try:
             tls = _ssl_context(zk.tls)
-        except (OSError, ssl.SSLError) as exc:
+        except ConfigurationError as exc:
             raise ConfigurationError(f"{cfg.source}: zookeeper.tls: {exc}") from None
-        self._client = AsyncClient(
-            zk.hosts,
-            session_timeout=zk.session_timeout,
-            connect_timeout=zk.connect_timeout,
-            auth=list(zk.auth),
-            tls=tls,
-            metrics=self.metrics.client,
-        )
+        try:
+            # The SASL password file is read here, once (the client keeps the secret).
+            self._client = AsyncClient(
+                zk.hosts,
+                session_timeout=zk.session_timeout,
+                connect_timeout=zk.connect_timeout,
+                auth=list(zk.auth),
+                tls=tls,
+                sasl=zk.sasl,
+                metrics=self.metrics.client,
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{cfg.source}: zookeeper: {exc}") from None
         self.metrics.set_client_state(self._client.state)
-        self._registry = ServiceRegistry(self._client, zk.base_path, zk.format)
+        self._registry = ServiceRegistry(self._client, zk.base_path, zk.format,
+                                         acl=list(zk.acl) if zk.acl is not None else None)
         self._discovery = ServiceDiscovery(
             self._client, zk.base_path, zk.format, snapshot_dir=cfg.agent.snapshot_dir
         )

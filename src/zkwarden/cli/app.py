@@ -1,7 +1,7 @@
 """The argument parser and the dispatcher: ``main(argv) -> exit code``.
 
-Global options (``--hosts``, ``--session-timeout``, ``--timeout``, ``--auth``, ``--json``,
-``-v``) are accepted before or after the verb. Every error becomes one line on stderr and
+Global options (``--hosts``, ``--session-timeout``, ``--timeout``, ``--auth``, ``--sasl-*``,
+``--json``, ``-v``) are accepted before or after the verb. Every error becomes one line on stderr and
 an exit code from :mod:`zkwarden.cli.exitcodes`; no traceback reaches the user.
 """
 
@@ -75,6 +75,16 @@ def _common_options() -> _Parser:
                        help="how long to wait for a connection (default 10)")
     group.add_argument("--auth", action="append", default=sup, metavar="SCHEME:CREDENTIALS",
                        help="authenticate, e.g. digest:user:password (repeatable)")
+    group.add_argument("--sasl-mechanism", default=sup, choices=("DIGEST-MD5", "GSSAPI"),
+                       type=str.upper, help="SASL login (default DIGEST-MD5 with --sasl-user)")
+    group.add_argument("--sasl-user", default=sup, metavar="NAME",
+                       help="SASL user (GSSAPI: the principal; default the ticket cache's)")
+    group.add_argument("--sasl-password-file", default=sup, metavar="FILE",
+                       help="the SASL password, read from FILE (else $ZKWARDEN_SASL_PASSWORD)")
+    # Taken only to be refused (without echoing it): otherwise argparse would read it as an
+    # abbreviation of --sasl-password-file and print the password as a file name.
+    group.add_argument("--sasl-password", default=sup, dest="sasl_password_given",
+                       help=sup)
     group.add_argument("--json", action="store_true", default=sup,
                        help="machine-readable output (JSON; one object per line for streams)")
     group.add_argument("-v", "--verbose", action="count", default=sup,

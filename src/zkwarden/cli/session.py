@@ -1,7 +1,8 @@
 """Connection options and the async plumbing every verb shares.
 
 :class:`Options` holds the global options once resolved (``--hosts`` or
-``$ZOOKEEPER_HOSTS``, ``--session-timeout``, ``--timeout``, ``--auth``, ``--json``);
+``$ZOOKEEPER_HOSTS``, ``--session-timeout``, ``--timeout``, ``--auth``, ``--sasl-*``,
+``--json``);
 :func:`connected` opens a client and reports an unreachable ensemble in one clear line;
 :class:`Interrupt` turns Ctrl-C/SIGTERM into an event for the verbs that run until
 interrupted, so they can clean up (unregister, close) before exiting.
@@ -23,6 +24,7 @@ from typing import TypeVar
 from .._aio.client import AsyncClient
 from ..errors import ConfigurationError, ConnectionLossError
 from ..hosts import parse_connect_string
+from ..sasl import SASLOptions
 from .exitcodes import ChrootMissingError, UnreachableError
 
 __all__ = (
@@ -30,6 +32,8 @@ __all__ = (
     "Options",
     "options_from_args",
     "parse_auth",
+    "sasl_from_args",
+    "SASL_PASSWORD_ENV",
     "connected",
     "Interrupt",
     "run_until_interrupted",
@@ -41,6 +45,9 @@ T = TypeVar("T")
 DEFAULT_HOSTS = "127.0.0.1:2181"
 DEFAULT_SESSION_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 10.0
+#: The environment variable a SASL password is read from when no --sasl-password-file is
+#: given (a password is never taken on the command line: it would show in ``ps``).
+SASL_PASSWORD_ENV = "ZKWARDEN_SASL_PASSWORD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,8 @@ class Options:
     auth: tuple[tuple[str, str], ...] = field(default=())
     json: bool = False
     verbose: int = 0
+    #: ``--sasl-*``: its repr hides the password.
+    sasl: SASLOptions | None = None
 
 
 def parse_auth(spec: str) -> tuple[str, str]:
@@ -69,11 +78,50 @@ def parse_auth(spec: str) -> tuple[str, str]:
     return scheme, credentials
 
 
+def sasl_from_args(args: argparse.Namespace) -> SASLOptions | None:
+    """``--sasl-mechanism``/``--sasl-user``/``--sasl-password-file`` (else
+    ``$ZKWARDEN_SASL_PASSWORD``) as options; None when no ``--sasl-*`` option is given.
+
+    DIGEST-MD5 (the default mechanism) needs ``--sasl-user`` and a password; GSSAPI takes
+    ``--sasl-user`` as the Kerberos principal (optional: the credential cache's).
+
+    Raises:
+        ConfigurationError: an incomplete or contradictory combination.
+    """
+    if getattr(args, "sasl_password_given", None) is not None:
+        raise ConfigurationError(
+            "--sasl-password is not accepted: a password on the command line is visible to "
+            f"every local user; use --sasl-password-file FILE or ${SASL_PASSWORD_ENV}"
+        )
+    mechanism = getattr(args, "sasl_mechanism", None)
+    user = getattr(args, "sasl_user", None)
+    password_file = getattr(args, "sasl_password_file", None)
+    if mechanism is None and user is None and password_file is None:
+        return None
+    mechanism = (mechanism or "DIGEST-MD5").upper()
+    if mechanism == "GSSAPI":
+        if password_file is not None:
+            raise ConfigurationError(
+                "--sasl-password-file is for DIGEST-MD5; GSSAPI uses kinit or a keytab"
+            )
+        return SASLOptions(mechanism="GSSAPI", principal=user)
+    if user is None:
+        raise ConfigurationError(f"--sasl-mechanism {mechanism} needs --sasl-user")
+    if password_file is not None:
+        return SASLOptions(mechanism=mechanism, username=user, password_file=password_file)
+    if os.environ.get(SASL_PASSWORD_ENV):
+        return SASLOptions(mechanism=mechanism, username=user, password_env=SASL_PASSWORD_ENV)
+    raise ConfigurationError(
+        f"--sasl-user needs a password: --sasl-password-file FILE or ${SASL_PASSWORD_ENV}"
+    )
+
+
 def options_from_args(args: argparse.Namespace) -> Options:
     """Resolve the global options (command line, then environment, then defaults).
 
     Raises:
-        ConfigurationError: a bad --auth value or a non-positive timeout.
+        ConfigurationError: a bad --auth value, an incomplete --sasl-* set, or a
+            non-positive timeout.
     """
     hosts = getattr(args, "hosts", None) or os.environ.get("ZOOKEEPER_HOSTS") or DEFAULT_HOSTS
     session_timeout = getattr(args, "session_timeout", None) or DEFAULT_SESSION_TIMEOUT
@@ -86,6 +134,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         auth=auth,
         json=bool(getattr(args, "json", False)),
         verbose=int(getattr(args, "verbose", 0) or 0),
+        sasl=sasl_from_args(args),
     )
 
 
@@ -93,12 +142,14 @@ def make_client(opts: Options) -> AsyncClient:
     """A client for ``opts`` (not started).
 
     Raises:
-        ConfigurationError: bad connect string or timeout.
+        ConfigurationError: bad connect string or timeout; the SASL password file cannot
+            be read (the message names the file, never its content).
     """
     return AsyncClient(
         opts.hosts,
         session_timeout=opts.session_timeout,
         auth=list(opts.auth) or None,
+        sasl=opts.sasl,
         request_timeout=opts.timeout,
     )
 
@@ -109,7 +160,7 @@ async def connected(opts: Options) -> AsyncIterator[AsyncClient]:
 
     Raises:
         UnreachableError: no server answered within ``opts.timeout``.
-        AuthFailedError: the server rejected ``--auth``.
+        AuthFailedError: the server rejected ``--auth`` or the SASL login.
         ConfigurationError: bad connect string or timeout.
     """
     client = make_client(opts)
