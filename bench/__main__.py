@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     "title": m.title.format(**asdict(sizes)),
                     "unit": m.unit,
                     "better": m.better,
+                    "cpu_unit": m.cpu_unit if m.ops else None,
                     "clients": out[m.key],
                     "seconds": time.monotonic() - t0,
                 }

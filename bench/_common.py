@@ -7,6 +7,7 @@ import os
 import statistics
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,10 @@ class Series:
 
     samples: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: µs of client CPU per operation in each round (the process's CPU: only one client runs
+    #: at a time, the others sit idle, so it is the running client's). Stable under machine
+    #: noise where wall time is not: a stolen CPU slows the clock, not the CPU count.
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -122,6 +127,13 @@ class Series:
             "spread": self.spread,
             "samples": self.samples,
         }
+        if self.cpu:
+            out["cpu_us_per_op"] = {
+                "median": statistics.median(self.cpu),
+                "min": min(self.cpu),
+                "max": max(self.cpu),
+                "samples": self.cpu,
+            }
         if self.extra:
             out.update(self.extra)
         return out
@@ -171,6 +183,16 @@ def cpu_seconds(pid: int) -> float:
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_cpu() -> float:
+    """CPU time of this process, all threads, in seconds (nanosecond resolution).
+
+    CLOCK_PROCESS_CPUTIME_ID sums the scheduler's per-thread runtime (what
+    /proc/<pid>/task/*/schedstat reports), so a client's own threads (kazoo's connection
+    thread, the blocking Client's loop thread) count as much as the caller's.
+    """
+    return time.process_time()
 
 
 def load_average() -> tuple[float, float, float]:

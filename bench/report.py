@@ -79,11 +79,20 @@ def build(meta: dict[str, Any], results: dict[str, Any], sizes: Sizes) -> dict[s
             for name, series in rows.items():
                 if name != ref:
                     ratios[name] = speed_ratio(rows[ref], series, sc["better"])
+        # CPU per op: lower is better; "zkwarden vs this" is the other's CPU over ours.
+        cpu_ratios: dict[str, float] = {}
+        if ref is not None and rows[ref].cpu:
+            ours = statistics.median(rows[ref].cpu)
+            for name, series in rows.items():
+                if name != ref and series.cpu and ours > 0:
+                    cpu_ratios[name] = statistics.median(series.cpu) / ours
         scenarios[key] = {
             "title": sc["title"], "unit": sc["unit"], "better": sc["better"],
+            "cpu_unit": sc.get("cpu_unit"),
             "reference": ref,
             "clients": {name: s.as_json() for name, s in rows.items()},
             "ratios": ratios,
+            "cpu_ratios": cpu_ratios,
             "seconds": sc["seconds"],
         }
     idle = results.get("idle")
@@ -205,8 +214,9 @@ def render(doc: dict[str, Any]) -> str:
     if doc["scenarios"]:
         lines.append("")
         lines.append("| Scenario | Client | Median | Spread (min–max) | "
-                     "zkwarden vs this (per-round range) |")
-        lines.append("|---|---|---:|---:|---|")
+                     "zkwarden vs this (per-round range) | Client CPU (median) | "
+                     "CPU: this / zkwarden |")
+        lines.append("|---|---|---:|---:|---|---:|---:|")
     for sc in doc["scenarios"].values():
         first = True
         for name, s in sc["clients"].items():
@@ -224,7 +234,13 @@ def render(doc: dict[str, Any]) -> str:
                             f"({1 / r['paired_max']:.2f}–{1 / r['paired_min']:.2f}×)")
             else:
                 cell = (f"{r['ratio']:.2f}× ({r['paired_min']:.2f}–{r['paired_max']:.2f}×)")
-            lines.append(f"| {label} | {name} | {fmt(s['median'])} | {_spread(s)} | {cell} |")
+            cpu = s.get("cpu_us_per_op")
+            cpu_cell = f"{fmt(cpu['median'])} {sc['cpu_unit']}" if cpu else ""
+            cr = sc.get("cpu_ratios", {}).get(name)
+            cpu_ratio = "reference" if cpu and name == sc["reference"] else (
+                f"{cr:.2f}×" if cr is not None else "")
+            lines.append(f"| {label} | {name} | {fmt(s['median'])} | {_spread(s)} | {cell} | "
+                         f"{cpu_cell} | {cpu_ratio} |")
     rolling = doc.get("rolling_restart")
     if rolling:
         s, p = rolling["series"], rolling["pooled"]

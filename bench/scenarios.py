@@ -3,7 +3,10 @@
 A scenario lists its participants (one per client); the runner sets them all up, runs
 the warm-up rounds, then the measured rounds interleaved (round 1 of every client, then
 round 2, ...; the order rotates each round so no client always goes first), then tears
-them down. A round returns one value per metric of the scenario.
+them down. A round returns one value per metric of the scenario. The runner also counts the
+process's CPU time around each round and reports it as µs of client CPU per operation
+(``Metric.ops`` names the size that counts the round's operations); a round that measures
+several metrics reports each one's CPU itself, as ``"cpu:<metric>"`` (seconds).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import Series
+from ._common import Series, process_cpu
 from .clients import Clients, create_many, delete_tree
 
 VALUE = b"v" * 64  # the data of every node read or written
@@ -58,6 +61,8 @@ class Metric:
     title: str
     unit: str
     better: str  # "higher" or "lower"
+    ops: str = ""  # the Sizes field counting one round's operations (for CPU per op)
+    cpu_unit: str = "µs/op"
 
 
 @dataclass
@@ -90,6 +95,7 @@ def run_scenario(
     plan = scn.build(c, sizes)
     parts = [p for p in plan.participants if p.client in c.available]
     results: dict[str, dict[str, Series]] = {m.key: {} for m in scn.metrics}
+    ops = {m.key: getattr(sizes, m.ops) for m in scn.metrics if m.ops}
     if plan.setup is not None:
         plan.setup()
     for p in parts:
@@ -102,9 +108,17 @@ def run_scenario(
         for r in range(rounds):
             k = r % len(parts)
             for p in parts[k:] + parts[:k]:
+                cpu0 = process_cpu()
                 values = p.round()
+                cpu = process_cpu() - cpu0
                 for key, value in values.items():
-                    results[key].setdefault(p.name, Series()).samples.append(value)
+                    if key.startswith("cpu:"):
+                        continue
+                    series = results[key].setdefault(p.name, Series())
+                    series.samples.append(value)
+                    if key in ops:
+                        used = values.get(f"cpu:{key}", cpu)
+                        series.cpu.append(used / ops[key] * 1e6)
             log(f"  round {r + 1}/{rounds}: " + ", ".join(
                 f"{name} {results[scn.metrics[0].key][name].samples[-1]:.4g}"
                 for name in (p.name for p in parts) if name in results[scn.metrics[0].key]
@@ -234,41 +248,48 @@ def _build_create_delete(c: Clients, s: Sizes) -> Plan:
 
     def raw_round() -> dict[str, float]:
         ps = paths("raw")
+        c0 = process_cpu()
         created = raw.pipelined([raw.create_frame(p, VALUE) for p in ps])
+        c1 = process_cpu()
         deleted = raw.pipelined([raw.delete_frame(p) for p in ps])
-        return {"create": n / created, "delete": n / deleted}
+        c2 = process_cpu()
+        return {"create": n / created, "delete": n / deleted,
+                "cpu:create": c1 - c0, "cpu:delete": c2 - c1}
 
     async def zk_round() -> dict[str, float]:
         ps = paths("zkwarden")
         create, delete = zk.create, zk.delete
-        t0 = time.perf_counter()
+        c0, t0 = process_cpu(), time.perf_counter()
         await asyncio.gather(*[create(p, VALUE) for p in ps])
-        t1 = time.perf_counter()
+        c1, t1 = process_cpu(), time.perf_counter()
         await asyncio.gather(*[delete(p) for p in ps])
-        t2 = time.perf_counter()
-        return {"create": n / (t1 - t0), "delete": n / (t2 - t1)}
+        c2, t2 = process_cpu(), time.perf_counter()
+        return {"create": n / (t1 - t0), "delete": n / (t2 - t1),
+                "cpu:create": c1 - c0, "cpu:delete": c2 - c1}
 
     async def az_round() -> dict[str, float]:
         ps = paths("aiozk")
         create, delete = az.create, az.delete
-        t0 = time.perf_counter()
+        c0, t0 = process_cpu(), time.perf_counter()
         await asyncio.gather(*[create(p, VALUE) for p in ps])
-        t1 = time.perf_counter()
+        c1, t1 = process_cpu(), time.perf_counter()
         await asyncio.gather(*[delete(p) for p in ps])
-        t2 = time.perf_counter()
-        return {"create": n / (t1 - t0), "delete": n / (t2 - t1)}
+        c2, t2 = process_cpu(), time.perf_counter()
+        return {"create": n / (t1 - t0), "delete": n / (t2 - t1),
+                "cpu:create": c1 - c0, "cpu:delete": c2 - c1}
 
     def kz_round() -> dict[str, float]:
         ps = paths("kazoo")
         create_async, delete_async = kz.create_async, kz.delete_async
-        t0 = time.perf_counter()
+        c0, t0 = process_cpu(), time.perf_counter()
         for r in [create_async(p, VALUE) for p in ps]:
             r.get()
-        t1 = time.perf_counter()
+        c1, t1 = process_cpu(), time.perf_counter()
         for r in [delete_async(p) for p in ps]:
             r.get()
-        t2 = time.perf_counter()
-        return {"create": n / (t1 - t0), "delete": n / (t2 - t1)}
+        c2, t2 = process_cpu(), time.perf_counter()
+        return {"create": n / (t1 - t0), "delete": n / (t2 - t1),
+                "cpu:create": c1 - c0, "cpu:delete": c2 - c1}
 
     return Plan([
         Participant("raw socket", "raw", raw_round),
@@ -607,18 +628,24 @@ def _setup_get_node(c: Clients) -> None:
 def in_process_scenarios() -> list[Scenario]:
     return [
         Scenario("get_seq", [Metric("get_seq", "get, sequential (awaited / blocking)",
-                                    "µs/op", "lower")], _build_get_seq),
+                                    "µs/op", "lower", ops="seq_ops")], _build_get_seq),
         Scenario("get_pipelined", [Metric("get_pipelined", "get, pipelined ({pipelined:,} in flight)",
-                                          "ops/s", "higher")], _build_get_pipelined),
+                                          "ops/s", "higher", ops="pipelined")],
+                 _build_get_pipelined),
         Scenario("create_delete", [
-            Metric("create", "create, pipelined ({pipelined:,} in flight)", "ops/s", "higher"),
-            Metric("delete", "delete, pipelined ({pipelined:,} in flight)", "ops/s", "higher"),
+            Metric("create", "create, pipelined ({pipelined:,} in flight)", "ops/s", "higher",
+                   ops="pipelined"),
+            Metric("delete", "delete, pipelined ({pipelined:,} in flight)", "ops/s", "higher",
+                   ops="pipelined"),
         ], _build_create_delete),
         Scenario("set_watch", [Metric("set_watch", "set with a data watch firing ({watch_nodes:,} nodes)",
-                                      "sets/s", "higher")], _build_set_watch),
+                                      "sets/s", "higher", ops="watch_nodes", cpu_unit="µs/set")],
+                 _build_set_watch),
         Scenario("children", [Metric("children", "get_children of {children:,} children",
-                                     "ms/call", "lower")], _build_children),
+                                     "ms/call", "lower", ops="children_calls",
+                                     cpu_unit="µs/call")], _build_children),
         Scenario("instances", [Metric("instances", "instances() of {instances:,} instances",
-                                      "ms/call", "lower")], _build_instances),
+                                      "ms/call", "lower", ops="instances",
+                                      cpu_unit="µs/instance")], _build_instances),
     ]
 
