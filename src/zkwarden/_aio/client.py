@@ -47,6 +47,7 @@ from ..types import (
 )
 from .closer import Closer
 from .engine import SessionEngine
+from .ensemble import EnsembleConfig, EnsembleTracker, get_config, reconfig
 from .options import auth_bytes
 from .requests import create_request
 from .retry import Backoff
@@ -71,7 +72,10 @@ class AsyncClient:
     type NONE saying events were lost, and re-reads. ``default_acl``: the ACL of nodes
     created with ``acl=None`` (create, ensure_path, transactions; default: open).
     ``metrics``: an object the client reports requests, states, watches and queues to
-    (:mod:`zkwarden.metrics`).
+    (:mod:`zkwarden.metrics`). ``track_ensemble``: follow ``/zookeeper/config`` and keep
+    the host list equal to the ensemble's members, rebalancing when it changes
+    (:mod:`zkwarden._aio.ensemble`); None (default) tracks when the connect string names
+    more than one server.
 
     Raises (constructor):
         ConfigurationError: bad connect string, timeout, size, auth spec or metrics hook.
@@ -96,6 +100,7 @@ class AsyncClient:
         max_queued_events: int = 10_000,
         default_acl: Sequence[ACL] | None = None,
         metrics: ClientMetrics | None = None,
+        track_ensemble: bool | None = None,
     ) -> None:
         if default_acl is not None and not tuple(default_acl):
             raise InvalidArgumentError("default_acl must not be empty")
@@ -113,6 +118,10 @@ class AsyncClient:
         self._engine.hooks = self._subs
         self._engine.on_fatal = self._closer.begin
         self._engine.metrics = check_metrics(metrics)
+        if track_ensemble is None:
+            track_ensemble = len(self._engine.hosts) > 1
+        self._tracker = (EnsembleTracker(self, self._engine, self._supervisor)
+                         if track_ensemble else None)
 
     # --- properties ----------------------------------------------------------------------
 
@@ -197,6 +206,8 @@ class AsyncClient:
         if not engine.started:
             engine.start(self._supervisor.run)
             self._closer.started()
+            if self._tracker is not None:
+                self._tracker.start()
         if not wait:
             return
         if timeout is None:
@@ -239,6 +250,8 @@ class AsyncClient:
         ClientClosedError and every watch stream ends with ClientClosedError. Never raises
         (but CancelledError for a cancelled caller).
         """
+        if self._tracker is not None:
+            self._tracker.stop()
         await self._closer.close()
 
     def _close_at_exit(self) -> None:
@@ -580,6 +593,38 @@ class AsyncClient:
         from ..retry import retry
 
         return await retry(self, fn, *args, policy=policy, **kwargs)
+
+    async def get_config(self) -> EnsembleConfig:
+        """The ensemble's configuration (``/zookeeper/config``, never under the chroot):
+        members, roles, client addresses, version. Watch it with
+        ``zk.watch("/zookeeper/config")`` (without a chroot).
+
+        Raises:
+            InvalidArgumentError (a malformed config), NoAuthError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError.
+        """
+        return await get_config(self._engine)
+
+    async def reconfig(
+        self,
+        joining: Sequence[str] | None = None,
+        leaving: Sequence[int | str] | None = None,
+        new_members: Sequence[str] | None = None,
+        from_config: int = -1,
+    ) -> EnsembleConfig:
+        """Change the membership (ZooKeeper >= 3.5, ``reconfigEnabled=true``); return the
+        configuration committed. ``joining``: ``server.N=host:q:e[:role];chost:cport``
+        lines to add (or update); ``leaving``: server ids to remove; or ``new_members``:
+        the whole new list. ``from_config``: the version it must change (-1: any).
+        On ConnectionLoss the change may have been committed: read :meth:`get_config`.
+
+        Raises:
+            InvalidArgumentError (nothing to change, or both styles), BadVersionError
+            (``from_config`` is stale), ReconfigInProgressError, NewConfigNoQuorumError,
+            ReconfigDisabledError, NoAuthError, BadArgumentsError, ConnectionLossError,
+            SessionExpiredError, ClientClosedError.
+        """
+        return await reconfig(self._engine, joining, leaving, new_members, from_config)
 
     def transaction(self) -> Transaction:
         """A transaction: ``async with zk.transaction() as t: t.create(...); ...``.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 from .._ratelimit import RateLimitedLog
 from ..errors import AuthFailedError, ConnectionLossError, ZooKeeperError
@@ -42,13 +43,30 @@ class Supervisor:
         self.rng = random.Random()
         self._warn = RateLimitedLog(log)
         self._host_index = 0
+        #: the host the next attempt goes to, before the list (a planned move)
+        self._preferred: HostPort | None = None
         #: connection attempts since the client started (for tests and metrics)
         self.connect_attempts = 0
 
     def per_host_timeout(self) -> float:
         return self._engine.per_host_timeout()
 
+    def set_hosts(self, hosts: Sequence[HostPort], prefer: HostPort | None = None) -> None:
+        """Replace the host list (the ensemble changed; the chroot is not part of it)
+        and, with ``prefer``, the host of the next attempt. Raises nothing."""
+        if hosts:
+            self._engine.hosts[:] = list(hosts)
+            self._host_index = 0
+        self._preferred = prefer
+
+    def prefer(self, host: HostPort | None) -> None:
+        """Make ``host`` the next attempt's host (once). Raises nothing."""
+        self._preferred = host
+
     def _next_host(self) -> HostPort:
+        if self._preferred is not None:
+            host, self._preferred = self._preferred, None
+            return host
         hosts = self._engine.hosts
         host = hosts[self._host_index % len(hosts)]
         self._host_index += 1

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..retry import RetryPolicy
 
 from .._aio.client import AsyncClient
+from .._aio.ensemble import EnsembleConfig
 from ..errors import ZooKeeperError
 from ..protocol.records import ClientInfo
 from ..types import ACL, Stat, WatcherType
@@ -212,6 +213,37 @@ class Operations:
         """
         return self._call(self._aio.get_all_children_number(path), timeout,
                           "get_all_children_number")
+
+    def get_config(self, *, timeout: float | None = None) -> EnsembleConfig:
+        """The ensemble's configuration (``/zookeeper/config``, never under the chroot):
+        members, roles, client addresses, version.
+
+        Raises:
+            InvalidArgumentError (a malformed config), NoAuthError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.get_config(), timeout, "get_config")
+
+    def reconfig(
+        self,
+        joining: Sequence[str] | None = None,
+        leaving: Sequence[int | str] | None = None,
+        new_members: Sequence[str] | None = None,
+        from_config: int = -1,
+        *,
+        timeout: float | None = None,
+    ) -> EnsembleConfig:
+        """Change the membership; return the configuration committed (see
+        :meth:`zkwarden.AsyncClient.reconfig`).
+
+        Raises:
+            InvalidArgumentError (nothing to change, or both styles), BadVersionError
+            (``from_config`` is stale), ReconfigInProgressError, NewConfigNoQuorumError,
+            ReconfigDisabledError, NoAuthError, BadArgumentsError, RequestTimeoutError,
+            ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
+        """
+        return self._call(self._aio.reconfig(joining, leaving, new_members, from_config),
+                          timeout, "reconfig")
 
     def whoami(self, *, timeout: float | None = None) -> list[ClientInfo]:
         """The identities of this connection (ZK >= 3.7).

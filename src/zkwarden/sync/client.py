@@ -149,6 +149,7 @@ class Client(Operations, Watches):
         max_queued_events: int = DEFAULT_MAX_QUEUED,
         default_acl: Sequence[ACL] | None = None,
         metrics: ClientMetrics | None = None,
+        track_ensemble: bool | None = None,
     ) -> None:
         for name, value in (("max_callback_threads", max_callback_threads),
                             ("max_queued_events", max_queued_events)):
@@ -159,7 +160,7 @@ class Client(Operations, Watches):
             auth=auth, tls=tls, sasl=sasl, read_only=read_only, backoff=backoff,
             request_timeout=request_timeout, max_request_size=max_request_size,
             max_response_size=max_response_size, randomize_hosts=randomize_hosts,
-            default_acl=default_acl, metrics=metrics,
+            default_acl=default_acl, metrics=metrics, track_ensemble=track_ensemble,
         )
         self._pid = os.getpid()
         self._name = f"zkwarden-{next(_serial)}"

@@ -8,6 +8,9 @@ who leads, is there a quorum, take this member down, bring it back.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import math
 import threading
 import time
@@ -51,15 +54,26 @@ class ZooKeeperEnsemble:
         extra_config: Mapping[str, str] | None = None,
         force_sync: bool = False,
         client_ports: Sequence[int] | None = None,
+        reconfig: bool = False,
+        observers: int = 0,
+        superuser: tuple[str, str] | None = None,
     ) -> None:
         """Configure the ensemble; nothing starts until :meth:`start`.
 
         ``client_ports`` fixes the members' client ports (one per member); by default
         each gets a free port.
 
+        ``reconfig=True`` makes a dynamic ensemble (``reconfigEnabled=true``,
+        ``standaloneEnabled=false``, each ``server.N`` line carrying its client address):
+        members can then be added (:meth:`add_member`) and removed (:meth:`remove_member`)
+        with the client's ``reconfig``. 3.8 lets only a superuser reconfigure: pass
+        ``superuser=(name, password)`` and authenticate with ``digest`` as that user
+        (without it nobody may reconfigure: NoAuth). ``observers`` makes the last members
+        observers (they serve reads and forward writes, but do not vote).
+
         Raises:
-            ConfigurationError: ``size`` < 1, ``client_ports`` not one per member, or
-                another option is out of range.
+            ConfigurationError: ``size`` < 1, ``client_ports`` not one per member,
+                ``observers`` leaves no voter, or another option is out of range.
         """
         if size < 1:
             raise ConfigurationError(f"an ensemble needs at least one member, got {size}")
@@ -67,38 +81,128 @@ class ZooKeeperEnsemble:
             raise ConfigurationError("init_limit and sync_limit must be positive")
         if client_ports is not None and len(client_ports) != size:
             raise ConfigurationError(f"client_ports needs {size} ports, got {len(client_ports)}")
+        if not 0 <= observers < size:
+            raise ConfigurationError(f"observers must leave a voter: {observers} of {size}")
+        if observers and not reconfig:
+            raise ConfigurationError("observers need reconfig=True (roles in server lines)")
         self.size = size
         self._lock = threading.RLock()
+        self._dynamic = reconfig
         client_ports = (
             list(client_ports) if client_ports is not None else [free_port() for _ in range(size)]
         )
-        peer_ports = [(free_port(), free_port()) for _ in range(size)]
+        #: per member: (quorum port, election port, client port, observer)
+        self._ports = [
+            (free_port(), free_port(), client_ports[i], i >= size - observers)
+            for i in range(size)
+        ]
+        #: indexes of members removed from the configuration (see :meth:`remove_member`)
+        self._removed: set[int] = set()
         quorum_config = {
-            f"server.{i + 1}": f"{LOOPBACK}:{quorum}:{election}"
-            for i, (quorum, election) in enumerate(peer_ports)
+            f"server.{i + 1}": self._server_spec(i) for i in range(size)
         }
+        if reconfig:
+            quorum_config["reconfigEnabled"] = "true"
+            quorum_config["standaloneEnabled"] = "false"
+        if superuser is not None:
+            # Read by the server as the system property zookeeper.DigestAuthenticationProvider
+            # .superDigest: "name:base64(sha1(name:password))".
+            name, password = superuser
+            digest = base64.b64encode(
+                hashlib.sha1(f"{name}:{password}".encode()).digest()).decode()
+            quorum_config["DigestAuthenticationProvider.superDigest"] = f"{name}:{digest}"
         quorum_config["initLimit"] = str(math.ceil(init_limit / tick_time))
         quorum_config["syncLimit"] = str(math.ceil(sync_limit / tick_time))
         # A peer that is down refuses connections at once on loopback; do not wait the
         # default 5 s connect timeout for one that hangs.
         quorum_config["cnxTimeout"] = "2000"
         quorum_config.update(extra_config or {})
-        self._members = [
-            ZooKeeperServer(
-                tick_time=tick_time,
-                min_session_timeout=min_session_timeout,
-                max_session_timeout=max_session_timeout,
-                four_letter_words=four_letter_words,
-                extended_types=extended_types,
-                port=client_ports[i],
-                read_only_mode=read_only_mode,
-                jvm_heap=jvm_heap,
-                extra_config=quorum_config,
-                force_sync=force_sync,
-                server_id=i + 1,
-            )
-            for i in range(size)
-        ]
+        self._quorum_config = quorum_config
+        # Everything but the per-member settings, for the members added later too.
+        self._new_server = functools.partial(
+            ZooKeeperServer, tick_time=tick_time, min_session_timeout=min_session_timeout,
+            max_session_timeout=max_session_timeout, four_letter_words=four_letter_words,
+            extended_types=extended_types, read_only_mode=read_only_mode, jvm_heap=jvm_heap,
+            force_sync=force_sync,
+        )
+        self._members = [self._make_member(i, quorum_config) for i in range(size)]
+
+    def _server_spec(self, index: int) -> str:
+        quorum, election, client, observer = self._ports[index]
+        if not self._dynamic:
+            return f"{LOOPBACK}:{quorum}:{election}"
+        role = "observer" if observer else "participant"
+        return f"{LOOPBACK}:{quorum}:{election}:{role};{LOOPBACK}:{client}"
+
+    def _make_member(self, index: int, quorum_config: Mapping[str, str]) -> ZooKeeperServer:
+        config = dict(quorum_config)
+        if self._ports[index][3]:
+            config["peerType"] = "observer"
+        return self._new_server(port=self._ports[index][2], extra_config=config,
+                                server_id=index + 1)
+
+    # -- dynamic membership (reconfig=True) -------------------------------------------------
+
+    def server_line(self, index: int) -> str:
+        """The ``server.N=...`` line of member ``index``, as ``reconfig(joining=...)``
+        takes it.
+
+        Raises:
+            IndexError: no such member.
+        """
+        self._members[index]  # noqa: B018  (IndexError for an unknown member)
+        return f"server.{index + 1}={self._server_spec(index)}"
+
+    def server_id(self, index: int) -> int:
+        """The ZooKeeper ``myid`` of member ``index`` (what ``reconfig(leaving=...)``
+        takes)."""
+        return index + 1
+
+    def add_member(self, *, observer: bool = False, timeout: float = 60.0) -> int:
+        """Start a new server that knows the current members and itself, and wait until
+        it has synced with the leader; return its index. It is not a member yet: add it
+        with ``reconfig(joining=[ensemble.server_line(index)])``.
+
+        Raises:
+            ConfigurationError: the ensemble was not made with ``reconfig=True``.
+            ServerStartError: the server did not serve within ``timeout`` seconds.
+        """
+        if not self._dynamic:
+            raise ConfigurationError("add_member needs ZooKeeperEnsemble(reconfig=True)")
+        with self._lock:
+            index = len(self._members)
+            self._ports.append((free_port(), free_port(), free_port(), observer))
+            config = {k: v for k, v in self._quorum_config.items()
+                      if not k.startswith("server.")}
+            for i in self.current_members() + [index]:
+                config[f"server.{i + 1}"] = self._server_spec(i)
+            member = self._make_member(index, config)
+            self._members.append(member)
+            self.size = len(self._members)
+        member.start(timeout)
+        return index
+
+    def remove_member(self, index: int, *, stop: bool = True) -> None:
+        """Forget member ``index`` after ``reconfig(leaving=[ensemble.server_id(index)])``
+        removed it: it leaves :attr:`connect_string` and the quorum checks, and with
+        ``stop`` its server stops (a removed server keeps serving otherwise).
+
+        Raises:
+            IndexError: no such member.
+        """
+        member = self._members[index]
+        with self._lock:
+            self._removed.add(index)
+        if stop:
+            member.stop(cleanup=False)
+
+    def current_members(self) -> list[int]:
+        """Indexes of the members not removed with :meth:`remove_member`."""
+        return [i for i in range(len(self._members)) if i not in self._removed]
+
+    def is_observer(self, index: int) -> bool:
+        """Whether member ``index`` was configured as an observer."""
+        return self._ports[index][3]
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -109,8 +213,9 @@ class ZooKeeperEnsemble:
 
     @property
     def connect_string(self) -> str:
-        """All members, comma-separated: ``"127.0.0.1:P1,127.0.0.1:P2,..."``."""
-        return ",".join(m.connect_string for m in self._members)
+        """All current members, comma-separated: ``"127.0.0.1:P1,127.0.0.1:P2,..."``
+        (members removed with :meth:`remove_member` are left out)."""
+        return ",".join(self._members[i].connect_string for i in self.current_members())
 
     def member_connect_string(self, index: int) -> str:
         """The connect string of member ``index`` alone.
@@ -239,10 +344,11 @@ class ZooKeeperEnsemble:
         """
         deadline = time.monotonic() + timeout
         while True:
-            running = [i for i, m in enumerate(self._members) if m.running]
+            running = [i for i in self.current_members() if self._members[i].running]
             modes = self.modes()
             leaders = [i for i, mode in modes.items() if mode == "leader"]
-            serving = [i for i in running if modes.get(i) in ("leader", "follower")]
+            serving = [i for i in running
+                       if modes.get(i) in ("leader", "follower", "observer")]
             if len(leaders) == 1 and len(serving) == len(running) and running:
                 return leaders[0]
             if time.monotonic() >= deadline:
