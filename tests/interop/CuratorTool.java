@@ -23,6 +23,10 @@
 //       Prints the JSON array returned by queryForNames.
 //   get <connect> <path>
 //       Prints "DATA <base64>" of a znode's bytes (or "NONODE").
+//   create <connect> <path> <data> <scheme:id:perms>...
+//       Creates <path> (PERSISTENT; missing parents too, with the same ACL) holding the UTF-8
+//       <data> with the given ACL (perms are letters of cdrwa) and prints "CREATED <path>".
+//       SASL: run java with -Djava.security.auth.login.config=<jaas> (a Client section).
 //   cache <connect> <base> <name>
 //       Starts a ServiceCache, prints "READY" and the instance list as one JSON array line, then
 //       one JSON array line each time cacheChanged fires. Exits when stdin closes.
@@ -56,6 +60,8 @@ import org.apache.curator.x.discovery.UriSpec;
 import org.apache.curator.x.discovery.details.JsonInstanceSerializer;
 import org.apache.curator.x.discovery.details.ServiceCacheListener;
 import org.apache.curator.utils.ZKPaths;
+import org.apache.zookeeper.data.ACL;
+import org.apache.zookeeper.data.Id;
 
 @SuppressWarnings({"rawtypes", "unchecked"})
 public final class CuratorTool {
@@ -93,6 +99,9 @@ public final class CuratorTool {
             case "cache":
                 cache(args);
                 break;
+            case "create":
+                create(args);
+                break;
             default:
                 usage();
         }
@@ -100,7 +109,7 @@ public final class CuratorTool {
     }
 
     private static void usage() {
-        System.err.println("usage: CuratorTool serialize|deserialize|register|query|names|get|cache ...");
+        System.err.println("usage: CuratorTool serialize|deserialize|register|query|names|get|cache|create ...");
         System.exit(64);
     }
 
@@ -325,6 +334,30 @@ public final class CuratorTool {
         need(args, 3);
         try (CuratorFramework client = connect(args[1])) {
             OUT.println(dataLine(client, args[2]));
+        }
+    }
+
+    private static void create(String[] args) throws Exception {
+        need(args, 5);
+        List<ACL> acl = new ArrayList<>();
+        for (int i = 4; i < args.length; i++) {
+            // scheme:id:perms, where the id may itself hold ':' (digest:user:hash)
+            String spec = args[i];
+            int first = spec.indexOf(':');
+            int last = spec.lastIndexOf(':');
+            if (first < 0 || last == first) {
+                usage();
+            }
+            int perms = 0;
+            for (char c : spec.substring(last + 1).toCharArray()) {
+                perms |= "rwcda".indexOf(c) < 0 ? 0 : 1 << "rwcda".indexOf(c);
+            }
+            acl.add(new ACL(perms, new Id(spec.substring(0, first), spec.substring(first + 1, last))));
+        }
+        try (CuratorFramework client = connect(args[1])) {
+            String created = client.create().creatingParentsIfNeeded().withACL(acl, true)
+                    .forPath(args[2], args[3].getBytes(StandardCharsets.UTF_8));
+            OUT.println("CREATED " + created);
         }
     }
 

@@ -9,6 +9,7 @@ import json
 import logging
 import ssl
 from collections.abc import Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,13 @@ async def refused_to(server: ZooKeeperServer, path: str) -> None:
 # --- the agent --------------------------------------------------------------------------
 
 
+async def appears(zk: AsyncClient, path: str, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout), aclosing(zk.watch(path, "exists")) as events:
+        async for event in events:
+            if event.stat is not None:
+                return
+
+
 def agent_doc(server: ZooKeeperServer, base: str, password_file: Path,
               **zookeeper: Any) -> dict[str, Any]:
     return {
@@ -94,9 +102,7 @@ async def test_agent_registers_over_sasl_with_the_configured_acl(
             async with AsyncClient(sasl_only.connect_string, sasl=alice(),
                                    session_timeout=3.0) as zk:
                 node = f"{base}/web/web-1"
-                async with asyncio.timeout(15):
-                    while await zk.exists(node) is None:
-                        await asyncio.sleep(0.05)
+                await appears(zk, node)
                 for path in (node, f"{base}/web", base):
                     acl, _ = await zk.get_acl(path)
                     assert acl == [ALICE_ALL], (path, acl)
@@ -115,9 +121,7 @@ async def test_agent_without_an_acl_uses_the_open_default(
     await agent.start()
     try:
         async with AsyncClient(sasl_only.connect_string, sasl=bob(), session_timeout=3.0) as zk:
-            async with asyncio.timeout(15):
-                while await zk.exists(f"{base}/web/web-1") is None:
-                    await asyncio.sleep(0.05)
+            await appears(zk, f"{base}/web/web-1")
             acl, _ = await zk.get_acl(f"{base}/web/web-1")
             assert acl == [ACL.world(Perms.ALL)]
     finally:
@@ -160,7 +164,7 @@ async def test_agent_unreadable_password_file_is_a_config_error(
     sasl_only: ZooKeeperServer, password_file: Path
 ) -> None:
     agent = Agent(parse_config(agent_doc(sasl_only, "/x", password_file), source="agent.toml"))
-    password_file.unlink()  # gone between the parse and the start
+    await asyncio.to_thread(password_file.unlink)  # gone between the parse and the start
     with pytest.raises(ConfigurationError) as info:
         await agent.start()
     assert "agent.toml" in str(info.value) and "zk-password" in str(info.value)
