@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import struct
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import TypeVar
 
 from ..errors import ProtocolError
@@ -26,6 +27,16 @@ _INT_PAIR = struct.Struct(">ii")
 # Records may legitimately hold up to ~1 MiB of data; a length far beyond any frame is
 # garbage. The frame itself bounds every length, this only catches negatives.
 _NULL = -1
+
+# The ASCII fast path of Reader.ustrings (see _ascii_ustrings): below this many strings the
+# plain loop is as fast, and it never looks past the vector.
+_FAST_MIN = 32
+# A length prefix below 256 is three NUL bytes and one length byte.
+_SEP = "\0\0\0"
+_FIRST = itemgetter(0)
+_TAIL = itemgetter(slice(1, None))
+# Byte b -> b + 1; 255 maps to 0, which no piece's size (at least 1) can equal.
+_PLUS_ONE = bytes(range(1, 256)) + b"\0"
 
 
 def decode_string(raw: bytes) -> str:
@@ -44,6 +55,59 @@ def decode_string(raw: bytes) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeError as exc:
         raise ProtocolError(f"undecodable string from server: {raw[:40]!r}") from exc
+
+
+def _ascii_ustrings(
+    data: bytes | bytearray | memoryview, pos: builtins.int, end: builtins.int,
+    count: builtins.int,
+) -> tuple[list[str], builtins.int] | None:
+    """``count`` ustrings at ``pos`` in one pass of C loops, or None to use the general loop.
+
+    Child names are nearly always short ASCII: each item is then ``"\\0\\0\\0"``, one
+    length byte, the name. The bytes are decoded once (latin-1: one char per byte, never
+    fails) and split at the NUL triples; the pieces are only trusted after checking that
+    each one is exactly its length byte + 1 long (the last at least that long: the record
+    goes on after it), which by induction from the first prefix means the split found
+    every prefix where the wire format puts it, and that the names are ASCII (where
+    latin-1 and UTF-8 agree). Anything else (a long or non-ASCII name, a NUL in a name, a
+    truncated frame) returns None and the checked loop decodes it or raises. Costs tens of
+    ns per name instead of a few hundred for a per-item unpack, slice and decode.
+    """
+    # An item is at most 4 + 255 bytes here: never decode more than the vector can span
+    # (a multi reply holds many vectors; each call must stay linear in its own size).
+    stop = min(end, pos + count * 259)
+    text = str(data[pos:stop], "latin-1")
+    if not text.startswith(_SEP):
+        return None
+    pieces = text.split(_SEP, count + 1)
+    if len(pieces) < count + 1:
+        return None
+    items = pieces[1 : count + 1]
+    sizes = list(map(len, items))
+    if not all(sizes):  # an empty piece: two prefixes back to back or a NUL in a name
+        return None
+    lengths = "".join(map(_FIRST, items)).encode("latin-1")
+    last = count - 1
+    # Every piece but the last must be exactly its length byte + 1 long, compared as two
+    # byte strings in C; the last one may run on into what follows. A piece of 256 chars
+    # or more cannot be one name (bytes() refuses the size).
+    try:
+        if lengths[:last].translate(_PLUS_ONE) != bytes(sizes[:last]):
+            return None
+    except ValueError:
+        return None
+    if lengths[last] + 1 > sizes[last]:
+        return None
+    names = list(map(_TAIL, items[:last]))
+    tail = items[last]
+    names.append(tail[1 : 1 + lengths[last]])
+    # str.isascii() is O(1) (CPython records a string's widest char): the whole text is
+    # nearly always ASCII, else join the names and ask again.
+    if not (text.isascii() or "".join(names).isascii()):
+        return None
+    # Each item: three NULs, then its piece (length byte + name); the last piece's name ends
+    # at its length, not at the piece's end.
+    return names, pos + 3 * count + sum(sizes[:last]) + 1 + lengths[last]
 
 
 class Writer:
@@ -195,6 +259,11 @@ class Reader:
         data, pos, end = self.data, self.offset, self.end
         if count > end - pos:
             raise ProtocolError(f"vector length {count} exceeds remaining frame")
+        if count >= _FAST_MIN:
+            fast = _ascii_ustrings(data, pos, end, count)
+            if fast is not None:
+                self.offset = fast[1]
+                return fast[0]
         unpack = _INT.unpack_from
         out: list[str] = []
         append = out.append
