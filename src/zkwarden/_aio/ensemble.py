@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..hosts import HostPort
 from ..protocol.reconfig import CONFIG_PATH, ReconfigRequest
-from ..types import Stat
+from ..types import ClientState, ClientStateChange, Stat
 
 if TYPE_CHECKING:
     from .engine import SessionEngine
@@ -307,6 +307,7 @@ class EnsembleTracker:
         self._task: asyncio.Task[None] | None = None
         self._move: asyncio.Task[None] | None = None
         self.version: int | None = None
+        self._addresses: list[HostPort] = []
         #: False once the connect string turned out to name no member
         self.active = True
         #: moves decided (for tests and metrics)
@@ -316,6 +317,22 @@ class EnsembleTracker:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="zkwarden-ensemble-tracker")
+            add_listener = getattr(self._client, "add_listener", None)
+            if add_listener is not None:
+                add_listener(self._on_state)
+
+    def _on_state(self, change: ClientStateChange) -> None:
+        # A reconnect that raced with a change (an attempt already under way to a server
+        # that just left) lands on a non-member; the config watch does not fire again
+        # for a version already applied, so check here.
+        if change.state not in (ClientState.CONNECTED, ClientState.READ_ONLY):
+            return
+        if not self.active or not self._addresses or self._move is not None:
+            return
+        current = getattr(self._client, "current_host", None)
+        if current is not None and current not in self._addresses:
+            target = self._supervisor.rng.choice(self._addresses)
+            self._schedule_move(current, target)
 
     def stop(self) -> None:
         for task in (self._task, self._move):
@@ -369,6 +386,7 @@ class EnsembleTracker:
                 ",".join(str(a) for a in addresses))
             return
         self.version = config.version
+        self._addresses = list(addresses)
         if set(old) == set(addresses):
             return
         rng = self._supervisor.rng
@@ -384,19 +402,33 @@ class EnsembleTracker:
             self._move.cancel()
             self._move = None
         if target is not None:
-            self.moves += 1
-            self._move = asyncio.get_running_loop().create_task(
-                self._move_later(current, target), name="zkwarden-ensemble-move")
+            self._schedule_move(current, target)
+
+    def _schedule_move(self, current: HostPort | None, target: HostPort) -> None:
+        self.moves += 1
+        self._move = asyncio.get_running_loop().create_task(
+            self._move_later(current, target), name="zkwarden-ensemble-move")
 
     async def _move_later(self, current: HostPort | None, target: HostPort) -> None:
+        try:
+            await self._move_after_delay(current, target)
+        finally:
+            if self._move is asyncio.current_task():
+                self._move = None
+
+    async def _move_after_delay(self, current: HostPort | None, target: HostPort) -> None:
         # A random delay spreads the clients that all heard of the change at once; it is
         # short next to the session timeout, and the old server keeps serving meanwhile
         # (a removed member stays up until its operator stops it).
         spread = min(1.0, self._engine.session_timeout / 10)
         await asyncio.sleep(self._supervisor.rng.uniform(0, spread))
-        client = self._client
-        if getattr(client, "current_host", None) != current or current is None:
-            return  # already moved (the connection dropped meanwhile)
+        now = getattr(self._client, "current_host", None)
+        if now is None:
+            # Disconnected meanwhile: the next attempt goes to the chosen host.
+            self._supervisor.prefer(target)
+            return
+        if now != current and now in self._addresses:
+            return  # the connection moved meanwhile, to a member
         self._supervisor.prefer(target)
         self._engine.drop_current(ConnectionLossError(
             f"moving from {current} to {target}: the ensemble changed"))

@@ -1,0 +1,139 @@
+"""Issue 15: reconfig's errors, observers, and a connect string that names no member.
+
+One dynamic 3+1 ensemble (three voters, one observer) serves every case of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+from chaos._support import wait_for
+
+from zkwarden import AsyncClient, Client
+from zkwarden.errors import (
+    BadVersionError,
+    InvalidArgumentError,
+    NoAuthError,
+    ReconfigDisabledError,
+)
+from zkwarden.hosts import HostPort
+from zkwarden.testing import FaultProxy, ZooKeeperEnsemble
+
+SUPER = ("super", "reconfig-test")
+SUPER_AUTH = [("digest", ":".join(SUPER))]
+
+
+@pytest.fixture(scope="module")
+def ensemble_3_1() -> Iterator[ZooKeeperEnsemble]:
+    ensemble = ZooKeeperEnsemble(4, reconfig=True, observers=1, superuser=SUPER,
+                                 max_session_timeout=20.0)
+    ensemble.start()
+    try:
+        yield ensemble
+    finally:
+        ensemble.stop()
+
+
+async def test_get_config_lists_members_roles_and_version(ensemble_3_1: ZooKeeperEnsemble) -> None:
+    async with AsyncClient(ensemble_3_1.connect_string + "/some/chroot") as zk:
+        cfg = await zk.get_config()  # the chroot does not apply to /zookeeper/config
+    assert [m.id for m in cfg.participants] == [1, 2, 3]
+    assert [m.id for m in cfg.observers] == [4]
+    assert cfg.version >= 0x100000000
+    assert cfg.client_addresses == [HostPort("127.0.0.1", m.port) for m in ensemble_3_1.members]
+    assert ensemble_3_1.modes()[3] == "observer"
+
+
+async def test_conditional_reconfig_with_a_stale_version_fails(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    async with AsyncClient(ensemble_3_1.connect_string, auth=SUPER_AUTH) as zk:
+        current = await zk.get_config()
+        line = ensemble_3_1.server_line(3)
+        with pytest.raises(BadVersionError):
+            await zk.reconfig(joining=[line], from_config=current.version - 1)
+        # The same change against the current version goes through and makes a new one.
+        changed = await zk.reconfig(joining=[line], from_config=current.version)
+        assert changed.version > current.version
+        assert (await zk.get_config()).version == changed.version
+        with pytest.raises(BadVersionError):  # now that one is stale too
+            await zk.reconfig(joining=[line], from_config=current.version)
+
+
+async def test_reconfig_without_the_superuser_is_refused(ensemble_3_1: ZooKeeperEnsemble) -> None:
+    async with AsyncClient(ensemble_3_1.connect_string) as zk:
+        with pytest.raises(NoAuthError):
+            await zk.reconfig(leaving=[4])
+        assert ensemble_3_1.server_id(3) in {m.id for m in (await zk.get_config()).members}
+
+
+async def test_reconfig_needs_a_change(ensemble_3_1: ZooKeeperEnsemble) -> None:
+    async with AsyncClient(ensemble_3_1.connect_string) as zk:
+        with pytest.raises(InvalidArgumentError):
+            await zk.reconfig()
+        with pytest.raises(InvalidArgumentError):
+            await zk.reconfig(joining=["server.9=h:1:2"], new_members=["server.9=h:1:2"])
+
+
+async def test_reconfig_while_disabled_fails_clearly(zk_hosts: str) -> None:
+    # The shared test server is a plain one: reconfigEnabled is false.
+    async with AsyncClient(zk_hosts) as zk:
+        with pytest.raises(ReconfigDisabledError):
+            await zk.reconfig(leaving=[1])
+
+
+def test_blocking_twins(ensemble_3_1: ZooKeeperEnsemble) -> None:
+    with Client(ensemble_3_1.connect_string, auth=SUPER_AUTH) as zk:
+        cfg = zk.get_config(timeout=10)
+        assert len(cfg.members) == 4
+        with pytest.raises(BadVersionError):
+            zk.reconfig(joining=[ensemble_3_1.server_line(3)], from_config=1, timeout=10)
+
+
+async def test_an_observer_serves_reads_of_writes_made_through_the_leader(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    ens = ensemble_3_1
+    leader = ens.leader()
+    observer = next(i for i in range(4) if ens.is_observer(i))
+    async with AsyncClient(ens.member_connect_string(leader)) as writer, \
+            AsyncClient(ens.member_connect_string(observer), track_ensemble=False) as reader:
+        assert reader.current_host == HostPort("127.0.0.1", ens.members[observer].port)
+        stream = reader.watch("/obs/node", "data")
+        first = await asyncio.wait_for(stream.__anext__(), 10)
+        assert first.data is None  # absent yet
+        await writer.create("/obs/node", b"v1", makepath=True)
+        event = await asyncio.wait_for(stream.__anext__(), 10)
+        assert event.data == b"v1"
+        await reader.sync("/obs/node")  # after sync, a plain read sees the write too
+        assert (await reader.get("/obs/node"))[0] == b"v1"
+        # Writes through the observer are forwarded to the leader.
+        await reader.set("/obs/node", b"v2")
+        assert (await writer.get("/obs/node"))[0] == b"v2"
+        await stream.aclose()
+        await writer.delete("/obs", recursive=True)
+
+
+async def test_a_connect_string_through_a_proxy_keeps_working_and_says_tracking_is_off(
+    ensemble_3_1: ZooKeeperEnsemble, caplog: pytest.LogCaptureFixture,
+) -> None:
+    ens = ensemble_3_1
+    caplog.set_level(logging.INFO, logger="zkwarden.ensemble")
+    with FaultProxy(ens.member_connect_string(0)) as proxy:
+        async with AsyncClient(proxy.connect_string, track_ensemble=True) as zk:
+            def said() -> list[str]:
+                return [r.getMessage() for r in caplog.records
+                        if "names no member" in r.getMessage()]
+
+            await wait_for(lambda: bool(said()), 10, "the tracking-off notice")
+            assert len(said()) == 1 and "tracking is off" in said()[0]
+            # A membership change later does not replace the proxy with the members.
+            async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+                await admin.reconfig(joining=[ens.server_line(3)])
+            await asyncio.sleep(0.5)
+            assert zk.hosts == [HostPort(proxy.host, proxy.port)]
+            assert await zk.exists("/") is not None
+            assert len(said()) == 1
