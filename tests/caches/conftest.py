@@ -73,3 +73,10 @@ async def truth(client: AsyncClient, root: str) -> dict[str, tuple[bytes, Stat]]
             continue
         pending.extend(f"{path.rstrip('/')}/{c}" for c in children)
     return out
+
+
+@pytest.fixture(params=["persistent", "one-shot"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The cache's watch mode: both run against the same (3.8) server; one-shot is what
+    a cache falls back to on ZooKeeper < 3.6."""
+    return str(request.param)

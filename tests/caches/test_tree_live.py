@@ -13,6 +13,7 @@ from zkwarden import AsyncClient
 from zkwarden.caches import NodeAdded, NodeCache, NodeRemoved, NodeUpdated, Resynced, TreeCache
 from zkwarden.errors import ClientClosedError, ConfigurationError
 from zkwarden.testing import FaultProxy
+from zkwarden.types import WatcherType
 
 from .conftest import data_of, replay, truth, until
 
@@ -23,13 +24,13 @@ async def next_change(stream: Any, timeout: float = 5.0) -> Any:
     return await asyncio.wait_for(stream.__anext__(), timeout)
 
 
-async def test_view_follows_creates_sets_deletes_with_one_read_per_change(
+async def test_view_follows_creates_sets_deletes_with_one_read_per_change(mode: Any,
     make_client: Any, zk_path: str
 ) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/config"
     await writer.create(f"{root}/db/url", b"pg://a", makepath=True)
-    tree = await TreeCache(reader, root).start(timeout=5)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
     assert not tree.stale
     assert data_of(tree.nodes()) == {root: b"", f"{root}/db": b"", f"{root}/db/url": b"pg://a"}
     assert tree.children(root) == ["db"] and tree.children(f"{root}/db") == ["url"]
@@ -53,8 +54,9 @@ async def test_view_follows_creates_sets_deletes_with_one_read_per_change(
     for path, (_, stat) in expected.items():
         held = tree.get(path)
         assert held is not None and held[1].czxid == stat.czxid and held[1].mzxid == stat.mzxid
-    # 2 creates + 1 set read once each; the delete costs nothing.
-    assert tree.reads - reads <= 3
+    # 2 creates + 1 set read once each; the delete costs nothing with a persistent
+    # watch, and at most the read that re-arms its one-shot watch otherwise.
+    assert tree.reads - reads <= (3 if mode == "persistent" else 4)
     await until(lambda: data_of(replay(seen)) == data_of(expected))
     kinds = [type(c).__name__ for c in seen]
     assert kinds[0] == "Resynced" and "NodeUpdated" in kinds and "NodeRemoved" in kinds
@@ -64,12 +66,12 @@ async def test_view_follows_creates_sets_deletes_with_one_read_per_change(
         await asyncio.wait_for(follower, 5)
 
 
-async def test_new_subscriber_gets_current_view_first(make_client: Any, zk_path: str) -> None:
+async def test_new_subscriber_gets_current_view_first(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/cfg"
     for i in range(5):
         await writer.create(f"{root}/k{i}", str(i).encode(), makepath=True)
-    tree = await TreeCache(reader, root).start(timeout=5)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
     streams = [tree.changes() for _ in range(50)]
     firsts = await asyncio.gather(*(next_change(s) for s in streams))
     for first in firsts:
@@ -85,7 +87,7 @@ async def test_new_subscriber_gets_current_view_first(make_client: Any, zk_path:
     await tree.close()
 
 
-async def test_deleted_and_recreated_during_outage_is_removed_then_added(
+async def test_deleted_and_recreated_during_outage_is_removed_then_added(mode: Any,
     make_client: Any, fault_proxy: FaultProxy, zk_path: str
 ) -> None:
     writer = await make_client()
@@ -93,7 +95,7 @@ async def test_deleted_and_recreated_during_outage_is_removed_then_added(
     root = f"{zk_path}/cfg"
     node = f"{root}/same"
     await writer.create(node, b"v", makepath=True)
-    tree = await TreeCache(watcher, root).start(timeout=5)
+    tree = await TreeCache(watcher, root, watch_mode=mode).start(timeout=5)
     old_czxid = tree.get(node)[1].czxid  # type: ignore[index]
     stream = tree.changes()
     assert isinstance(await next_change(stream), Resynced)
@@ -117,11 +119,11 @@ async def test_deleted_and_recreated_during_outage_is_removed_then_added(
     await tree.close()
 
 
-async def test_recreated_live_is_removed_then_added(make_client: Any, zk_path: str) -> None:
+async def test_recreated_live_is_removed_then_added(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/n/child", b"c", makepath=True)
-    tree = await TreeCache(reader, root).start(timeout=5)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
     stream = tree.changes()
     await next_change(stream)
     async with writer.transaction() as t:  # one batch: child, node gone; node back
@@ -138,7 +140,7 @@ async def test_recreated_live_is_removed_then_added(make_client: Any, zk_path: s
     await tree.close()
 
 
-async def test_stale_through_outage_then_resynced_with_the_diff(
+async def test_stale_through_outage_then_resynced_with_the_diff(mode: Any,
     make_client: Any, fault_proxy: FaultProxy, zk_path: str
 ) -> None:
     writer = await make_client()
@@ -146,7 +148,7 @@ async def test_stale_through_outage_then_resynced_with_the_diff(
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/a", b"1", makepath=True)
     await writer.create(f"{root}/b", b"1")
-    tree = await TreeCache(watcher, root).start(timeout=5)
+    tree = await TreeCache(watcher, root, watch_mode=mode).start(timeout=5)
     stream = tree.changes()
     await next_change(stream)
     fault_proxy.blackhole()
@@ -169,11 +171,11 @@ async def test_stale_through_outage_then_resynced_with_the_diff(
     await tree.close()
 
 
-async def test_max_depth_keeps_deeper_nodes_out(make_client: Any, zk_path: str) -> None:
+async def test_max_depth_keeps_deeper_nodes_out(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/a/b/c", b"deep", makepath=True)
-    tree = await TreeCache(reader, root, max_depth=1).start(timeout=5)
+    tree = await TreeCache(reader, root, max_depth=1, watch_mode=mode).start(timeout=5)
     assert sorted(tree.nodes()) == [root, f"{root}/a"]
     reads = tree.reads
     await writer.create(f"{root}/a/b/d", b"")  # deeper: no read, not in the view
@@ -186,7 +188,7 @@ async def test_max_depth_keeps_deeper_nodes_out(make_client: Any, zk_path: str) 
     await tree.close()
 
 
-async def test_max_nodes_stops_growing_marks_degraded_logs_once_then_recovers(
+async def test_max_nodes_stops_growing_marks_degraded_logs_once_then_recovers(mode: Any,
     make_client: Any, zk_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="zkwarden.caches")
@@ -195,7 +197,7 @@ async def test_max_nodes_stops_growing_marks_degraded_logs_once_then_recovers(
     await writer.create(root, b"", makepath=True)
     for i in range(8):
         await writer.create(f"{root}/n{i}", b"")
-    tree = await TreeCache(reader, root, max_nodes=10).start(timeout=5)
+    tree = await TreeCache(reader, root, max_nodes=10, watch_mode=mode).start(timeout=5)
     assert len(tree) == 9 and not tree.stale and tree.degraded is None
     for i in range(8, 14):
         await writer.create(f"{root}/n{i}", b"")
@@ -220,12 +222,12 @@ async def test_max_nodes_stops_growing_marks_degraded_logs_once_then_recovers(
     await tree.close()
 
 
-async def test_accept_prunes_subtrees(make_client: Any, zk_path: str) -> None:
+async def test_accept_prunes_subtrees(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/keep/x", b"", makepath=True)
     await writer.create(f"{root}/skip/y", b"", makepath=True)
-    tree = await TreeCache(reader, root, accept=lambda p: not p.endswith("/skip")).start(timeout=5)
+    tree = await TreeCache(reader, root, accept=lambda p: not p.endswith("/skip"), watch_mode=mode).start(timeout=5)
     assert sorted(tree.nodes()) == [root, f"{root}/keep", f"{root}/keep/x"]
     await writer.create(f"{root}/skip/z", b"")
     await writer.create(f"{root}/keep/z", b"")
@@ -234,13 +236,13 @@ async def test_accept_prunes_subtrees(make_client: Any, zk_path: str) -> None:
     await tree.close()
 
 
-async def test_subscriber_that_falls_behind_gets_one_resynced(
+async def test_subscriber_that_falls_behind_gets_one_resynced(mode: Any,
     make_client: Any, zk_path: str
 ) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/cfg"
     await writer.create(root, b"", makepath=True)
-    tree = await TreeCache(reader, root, max_queued_changes=5).start(timeout=5)
+    tree = await TreeCache(reader, root, max_queued_changes=5, watch_mode=mode).start(timeout=5)
     slow = tree.changes()
     assert isinstance(await next_change(slow), Resynced)
     for i in range(20):
@@ -272,14 +274,14 @@ async def test_watch_stream_overflow_triggers_full_reread(
     await tree.close()
 
 
-async def test_snapshot_restores_the_view_when_zookeeper_is_down(
+async def test_snapshot_restores_the_view_when_zookeeper_is_down(mode: Any,
     make_client: Any, zk_path: str, zk_hosts: str, tmp_path: Path
 ) -> None:
     writer = await make_client()
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/a", b"\x00\xffbin", makepath=True)
     await writer.create(f"{root}/b", b"x")
-    live = await TreeCache(await make_client(), root, snapshot_dir=str(tmp_path)).start(timeout=5)
+    live = await TreeCache(await make_client(), root, snapshot_dir=str(tmp_path), watch_mode=mode).start(timeout=5)
     await writer.set(f"{root}/b", b"y")  # written to the snapshot on change
     await until(lambda: live.get(f"{root}/b") is not None and live.get(f"{root}/b")[0] == b"y")
     saved = live.nodes()
@@ -288,7 +290,7 @@ async def test_snapshot_restores_the_view_when_zookeeper_is_down(
         proxy.blackhole()
         client = AsyncClient(proxy.connect_string, session_timeout=2.0)
         await client.start(wait=False)
-        cold = await TreeCache(client, root, snapshot_dir=str(tmp_path)).start(timeout=5)
+        cold = await TreeCache(client, root, snapshot_dir=str(tmp_path), watch_mode=mode).start(timeout=5)
         assert cold.stale and cold.nodes() == saved
         assert cold.children(root) == ["a", "b"]
         first = await next_change(cold.changes())
@@ -301,7 +303,7 @@ async def test_snapshot_restores_the_view_when_zookeeper_is_down(
         await client.close()
 
 
-async def test_corrupt_snapshot_is_ignored(make_client: Any, zk_path: str, tmp_path: Path,
+async def test_corrupt_snapshot_is_ignored(mode: Any, make_client: Any, zk_path: str, tmp_path: Path,
                                            zk_hosts: str) -> None:
     from zkwarden.caches._snapshot import snapshot_filename
 
@@ -311,17 +313,17 @@ async def test_corrupt_snapshot_is_ignored(make_client: Any, zk_path: str, tmp_p
         proxy.blackhole()
         client = AsyncClient(proxy.connect_string, session_timeout=2.0)
         await client.start(wait=False)
-        tree = TreeCache(client, root, snapshot_dir=str(tmp_path))
+        tree = TreeCache(client, root, snapshot_dir=str(tmp_path), watch_mode=mode)
         await tree.start(wait=False)
         assert not tree.loaded and tree.nodes() == {}
         await tree.close()
         await client.close()
 
 
-async def test_absent_root_then_created_then_deleted(make_client: Any, zk_path: str) -> None:
+async def test_absent_root_then_created_then_deleted(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     root = f"{zk_path}/later"
-    tree = await TreeCache(reader, root).start(timeout=5)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
     assert tree.nodes() == {} and not tree.stale
     await writer.create(f"{root}/x", b"1", makepath=True)
     await until(lambda: sorted(tree.nodes()) == [root, f"{root}/x"])
@@ -331,10 +333,10 @@ async def test_absent_root_then_created_then_deleted(make_client: Any, zk_path: 
     await tree.close()
 
 
-async def test_node_cache_absent_created_updated_deleted(make_client: Any, zk_path: str) -> None:
+async def test_node_cache_absent_created_updated_deleted(mode: Any, make_client: Any, zk_path: str) -> None:
     writer, reader = await make_client(), await make_client()
     path = f"{zk_path}/flag"
-    cache = await NodeCache(reader, path).start(timeout=5)
+    cache = await NodeCache(reader, path, watch_mode=mode).start(timeout=5)
     assert cache.get() is None and not cache.stale
     stream = cache.changes()
     first = await next_change(stream)
@@ -359,12 +361,12 @@ async def test_node_cache_absent_created_updated_deleted(make_client: Any, zk_pa
         await next_change(stream)
 
 
-async def test_client_close_ends_streams_and_close_is_idempotent(
+async def test_client_close_ends_streams_and_close_is_idempotent(mode: Any,
     zk_hosts: str, zk_path: str
 ) -> None:
     client = AsyncClient(zk_hosts, session_timeout=2.0)
     await client.start()
-    tree = await TreeCache(client, zk_path).start(timeout=5)
+    tree = await TreeCache(client, zk_path, watch_mode=mode).start(timeout=5)
     stream = tree.changes()
     await next_change(stream)
     await client.close()
@@ -392,20 +394,67 @@ class _NoAddWatch:
         self.ended = True
 
 
-async def test_server_without_persistent_watches_fails_start_clearly(
+async def test_server_without_persistent_watches_fails_start_clearly_when_persistent_forced(
     make_client: Any, zk_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from zkwarden.errors import UnimplementedError
 
     client = await make_client()
     monkeypatch.setattr(client, "add_watch", lambda path, recursive=True: _NoAddWatch(path))
-    tree = TreeCache(client, zk_path)
+    tree = TreeCache(client, zk_path, watch_mode="persistent")
     with pytest.raises(UnimplementedError):
         await tree.start(timeout=5)
     with pytest.raises(UnimplementedError):
         await next_change(tree.changes())
     assert not tree.loaded and tree.stale
     await tree.close()
+
+
+async def test_auto_falls_back_to_one_shot_when_add_watch_is_refused(
+    make_client: Any, zk_path: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer, client = await make_client(), await make_client()
+    root = f"{zk_path}/old"
+    await writer.create(f"{root}/a", b"1", makepath=True)
+    # What a ZooKeeper 3.5 server answers to addWatch.
+    monkeypatch.setattr(client, "add_watch", lambda path, recursive=True: _NoAddWatch(path))
+    caplog.set_level(logging.WARNING, logger="zkwarden.caches")
+    tree = await TreeCache(client, root).start(timeout=5)
+    node = await NodeCache(client, f"{root}/a").start(timeout=5)
+    assert tree.watch_mode == "auto" and tree.watch_mode_in_use == "one-shot"
+    assert node.watch_mode_in_use == "one-shot"
+    assert "falling back to one-shot watches" in caplog.text
+    # One-shot watches on the server: data and children of the root, data of the leaf.
+    await client.check_watches(root, WatcherType.DATA)
+    await client.check_watches(root, WatcherType.CHILDREN)
+    await client.check_watches(f"{root}/a", WatcherType.DATA)
+    assert data_of(tree.nodes()) == {root: b"", f"{root}/a": b"1"}
+    await writer.set(f"{root}/a", b"2")
+    await writer.create(f"{root}/b", b"3")
+    await until(lambda: data_of(tree.nodes()) == {root: b"", f"{root}/a": b"2",
+                                                  f"{root}/b": b"3"}, 5)
+    await until(lambda: (node.get() or (b"",))[0] == b"2", 5)
+    await tree.close()
+    await node.close()
+
+
+async def test_auto_chooses_persistent_on_a_server_that_has_it(
+    make_client: Any, zk_path: str
+) -> None:
+    client = await make_client()
+    await client.create(zk_path + "/x", b"", makepath=True)
+    tree = await TreeCache(client, zk_path).start(timeout=5)
+    node = await NodeCache(client, zk_path + "/x").start(timeout=5)
+    assert tree.watch_mode_in_use == "persistent" and node.watch_mode_in_use == "persistent"
+    await tree.close()
+    await node.close()
+
+
+async def test_unknown_watch_mode_is_refused(make_client: Any, zk_path: str) -> None:
+    client = await make_client()
+    with pytest.raises(ConfigurationError):
+        TreeCache(client, zk_path, watch_mode="sometimes")  # type: ignore[arg-type]
 
 
 async def test_close_during_start_leaves_no_task(make_client: Any, zk_path: str) -> None:

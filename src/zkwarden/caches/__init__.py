@@ -18,7 +18,7 @@ from __future__ import annotations
 from ._feed import DEFAULT_MAX_QUEUED_CHANGES
 from .events import NodeAdded, NodeRemoved, NodeUpdated, Resynced, TreeChange
 from .node import NodeCache
-from .tree import DEFAULT_MAX_NODES, TreeCache
+from .tree import DEFAULT_MAX_NODES, TreeCache, WatchMode
 
 __all__ = (
     "TreeCache",
@@ -30,4 +30,5 @@ __all__ = (
     "TreeChange",
     "DEFAULT_MAX_NODES",
     "DEFAULT_MAX_QUEUED_CHANGES",
+    "WatchMode",
 )

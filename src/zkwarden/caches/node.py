@@ -4,6 +4,9 @@ A :class:`TreeCache` of depth 0: one persistent (non-recursive) watch on the nod
 read per change, a re-read and ``Resynced`` after every reconnect, czxid/mzxid to tell
 a re-created node from an updated one, the last value kept (stale) through outages. The
 node may be absent, appear, go away and come back: the cache follows it throughout.
+On servers without persistent watches (or with ``watch_mode="one-shot"``) it holds one
+one-shot data watch, re-armed by every read in the same request (see
+:mod:`zkwarden.caches.tree` for ``watch_mode`` and ``sync_on_reconnect``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from .._aio.client import AsyncClient
 from ..types import Stat
 from ._feed import DEFAULT_MAX_QUEUED_CHANGES
 from .events import TreeChange
-from .tree import TreeCache
+from .tree import TreeCache, WatchMode
 
 __all__ = ("NodeCache",)
 
@@ -22,9 +25,13 @@ __all__ = ("NodeCache",)
 class NodeCache:
     """A live view of the node at ``path`` (present or not).
 
+    ``watch_mode`` ("auto", "persistent", "one-shot") and ``sync_on_reconnect``: as for
+    :class:`TreeCache`.
+
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
-        ConfigurationError: ``max_queued_changes`` is not a positive integer.
+        ConfigurationError: ``max_queued_changes`` is not a positive integer, or an
+            unknown ``watch_mode``.
     """
 
     def __init__(
@@ -34,9 +41,12 @@ class NodeCache:
         *,
         snapshot_dir: str | None = None,
         max_queued_changes: int = DEFAULT_MAX_QUEUED_CHANGES,
+        watch_mode: WatchMode = "auto",
+        sync_on_reconnect: bool = False,
     ) -> None:
         self._tree = TreeCache(client, path, max_depth=0, snapshot_dir=snapshot_dir,
-                               max_queued_changes=max_queued_changes)
+                               max_queued_changes=max_queued_changes, watch_mode=watch_mode,
+                               sync_on_reconnect=sync_on_reconnect)
 
     @property
     def path(self) -> str:
@@ -57,6 +67,11 @@ class NodeCache:
     def updated_at(self) -> float | None:
         """When the value last changed (seconds since the epoch), None before any data."""
         return self._tree.updated_at
+
+    @property
+    def watch_mode_in_use(self) -> str | None:
+        """"persistent" or "one-shot" once watching (see :class:`TreeCache`)."""
+        return self._tree.watch_mode_in_use
 
     @property
     def reads(self) -> int:

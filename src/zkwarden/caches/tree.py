@@ -5,6 +5,8 @@ discovery ServiceCache is built on this one):
 
 * one persistent recursive watch on the root (ZooKeeper >= 3.6; non-recursive when
   ``max_depth=0``), armed before the first read, so no change falls between them;
+  or, with ``watch_mode="one-shot"`` (and by default when the server refuses addWatch),
+  one-shot watches armed by every read in the same request: see :mod:`._oneshot`;
 * per batch of events, one pipelined read of each node created or changed, none for a
   removal;
 * after every (re)arm of the watch (start, reconnect, new session after an expiry) and
@@ -26,8 +28,16 @@ nodes in the view still are), the cache is ``degraded`` (so ``stale``), and it l
 warning. It recovers by itself: once removals bring the view under 90% of the limit it
 re-reads everything, and every full re-read that fits clears ``degraded``.
 
-Servers older than 3.6 have no persistent watches: there ``start()`` raises
-UnimplementedError (a fallback on one-shot watches is not implemented).
+``watch_mode``: "auto" (the default) uses a persistent watch and falls back to one-shot
+watches when the server answers addWatch with UnimplementedError (ZooKeeper < 3.6);
+"persistent" never falls back (``start()`` raises UnimplementedError there); "one-shot"
+never tries addWatch. :attr:`TreeCache.watch_mode_in_use` says which one runs.
+
+``sync_on_reconnect``: before the full re-read that follows a reconnect to a different
+member, ``sync(root)`` makes that member catch up with the leader, so the re-read never
+shows an older state than the previous member did (linearizable where it matters). It
+costs one round trip through the leader per such reconnect (``syncs`` and
+``sync_seconds`` count them), nothing otherwise.
 """
 
 from __future__ import annotations
@@ -37,10 +47,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from types import MappingProxyType
+from typing import Literal
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from .._aio.watch import PersistentWatchStream
 from .._tasks import TaskOwner
 from ..errors import (
     ClientClosedError,
@@ -51,22 +61,24 @@ from ..errors import (
     UnimplementedError,
     ZooKeeperError,
 )
+from ..hosts import HostPort
 from ..types import ClientState, ClientStateChange, EventType, Stat, WatchEvent
 from ._feed import DEFAULT_MAX_QUEUED_CHANGES, ChangeFeed
+from ._oneshot import OneShotDriver
+from ._persistent import PersistentDriver
 from ._snapshot import read_tree_snapshot, write_tree_snapshot
 from .events import NodeAdded, NodeRemoved, NodeUpdated, Resynced, TreeChange
 
-__all__ = ("TreeCache", "DEFAULT_MAX_NODES")
+__all__ = ("TreeCache", "DEFAULT_MAX_NODES", "WatchMode")
 
 log = logging.getLogger("zkwarden.caches")
 
 #: Default bound of the nodes a TreeCache holds.
 DEFAULT_MAX_NODES = 100_000
 
-# Pause after an unexpected failure of the watch loop: doubled per failure in a row,
-# capped, so a failure that repeats costs one log record per pause, not a busy loop.
-_FAILURE_PAUSE = 0.1
-_FAILURE_PAUSE_MAX = 10.0
+#: How a cache watches: see the module doc.
+WatchMode = Literal["persistent", "one-shot", "auto"]
+_WATCH_MODES = ("persistent", "one-shot", "auto")
 
 _Node = tuple[bytes, Stat]
 
@@ -79,10 +91,13 @@ class TreeCache:
     happens beyond). ``accept(path)``: False leaves a node, and everything below it, out
     of the view (neither read nor watched for); it must not block. ``snapshot_dir``: keep
     the view on disk there. ``max_queued_changes``: per-subscriber queue bound.
+    ``watch_mode`` ("auto", "persistent", "one-shot") and ``sync_on_reconnect``: see the
+    module doc.
 
     Raises:
         InvalidPathError: ``path`` is not a valid absolute path.
-        ConfigurationError: a limit is not a positive integer (``max_depth`` >= 0).
+        ConfigurationError: a limit is not a positive integer (``max_depth`` >= 0), or
+            an unknown ``watch_mode``.
     """
 
     def __init__(
@@ -95,8 +110,13 @@ class TreeCache:
         accept: Callable[[str], bool] | None = None,
         snapshot_dir: str | None = None,
         max_queued_changes: int = DEFAULT_MAX_QUEUED_CHANGES,
+        watch_mode: WatchMode = "auto",
+        sync_on_reconnect: bool = False,
     ) -> None:
         _paths.validate(path)
+        if watch_mode not in _WATCH_MODES:
+            raise ConfigurationError(
+                f"watch_mode must be one of {', '.join(_WATCH_MODES)}, not {watch_mode!r}")
         if max_depth is not None and (type(max_depth) is not int or max_depth < 0):
             raise ConfigurationError(f"max_depth must be None or an int >= 0, not {max_depth!r}")
         for name, value in (("max_nodes", max_nodes), ("max_queued_changes", max_queued_changes)):
@@ -116,7 +136,11 @@ class TreeCache:
         )
         self._tasks = TaskOwner(f"cache {path}", log)
         self._task: asyncio.Task[None] | None = None
-        self._stream: PersistentWatchStream | None = None
+        self._watch_mode: WatchMode = watch_mode
+        self._persistent: PersistentDriver | None = None
+        self._oneshot: OneShotDriver | None = None
+        self._sync_on_reconnect = sync_on_reconnect
+        self._read_host: HostPort | None = None
         self._closed = False
         self._ended: ZooKeeperError | None = None
         self._needs_resync = True
@@ -131,6 +155,10 @@ class TreeCache:
         self.reads = 0
         #: completed full re-reads
         self.resyncs = 0
+        #: sync() calls made before a re-read on another member (sync_on_reconnect)
+        self.syncs = 0
+        #: seconds spent waiting for those sync() calls, in total
+        self.sync_seconds = 0.0
 
     # --- the view --------------------------------------------------------------------------
 
@@ -150,6 +178,18 @@ class TreeCache:
     def loaded(self) -> bool:
         """True once the view holds data read from ZooKeeper (or from the snapshot)."""
         return self._ready.is_set() and self._ended is None
+
+    @property
+    def watch_mode(self) -> WatchMode:
+        """The watch mode asked for ("auto", "persistent" or "one-shot")."""
+        return self._watch_mode
+
+    @property
+    def watch_mode_in_use(self) -> Literal["persistent", "one-shot"] | None:
+        """The watches the cache runs on now; None before it started watching."""
+        if self._oneshot is not None:
+            return "one-shot"
+        return "persistent" if self._persistent is not None else None
 
     @property
     def degraded(self) -> str | None:
@@ -240,10 +280,11 @@ class TreeCache:
             return
         self._closed = True
         self._client.remove_listener(self._on_state)
+        if self._oneshot is not None:
+            await self._oneshot.close()
         await self._tasks.aclose()
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await _close_stream(stream)
+        if self._persistent is not None:
+            await self._persistent.close()
         self._end(ClientClosedError("cache closed"))
 
     async def __aenter__(self) -> TreeCache:
@@ -297,6 +338,10 @@ class TreeCache:
     def _on_state(self, change: ClientStateChange) -> None:
         if change.state in (ClientState.SUSPENDED, ClientState.LOST):
             self._mark_stale()
+        elif (self._oneshot is not None
+              and change.state in (ClientState.CONNECTED, ClientState.READ_ONLY)
+              and change.previous in (ClientState.SUSPENDED, ClientState.LOST)):
+            self._oneshot.kick()  # one-shot streams do not see a reconnect: re-read
 
     def _put(self, path: str, node: _Node) -> None:
         if path not in self._nodes and path != self._path:
@@ -362,77 +407,47 @@ class TreeCache:
     # --- the watch loop ------------------------------------------------------------------
 
     async def _run(self) -> None:
-        pause = _FAILURE_PAUSE
-        while not self._closed:
-            stream: PersistentWatchStream | None = None
+        if self._watch_mode != "one-shot":
+            self._persistent = PersistentDriver(self, fallback=self._watch_mode == "auto")
             try:
-                await self._client.wait_connected()
-                stream = self._client.add_watch(
-                    self._path, recursive=self._max_depth is None or self._max_depth > 0
-                )
-                self._stream = stream
-                await stream.arm()  # queues a NONE event: the first full read
-                await self._follow(stream)
-            except SessionExpiredError:
-                log.info("cache %s: session expired; re-subscribing", self._path)
-                self._mark_stale()
-            except ConnectionLossError:
-                await asyncio.sleep(0.05)  # arming failed while disconnected
-            except ClientClosedError as exc:
-                self._end(exc)
+                await self._persistent.run()
                 return
             except UnimplementedError as exc:
-                log.error("cache %s: the server has no persistent watches (ZooKeeper < 3.6 "
-                          "is not supported by caches): %s", self._path, exc)
-                self._end(exc)
-                return
-            except Exception:
-                # A bug, an accept() that raised, or an error ZooKeeper keeps returning
-                # (NoAuth on the root...): say so with the traceback, keep the view marked
-                # stale, start over with a full re-read after a growing pause; a cache
-                # that stopped silently would serve a frozen view as live.
-                log.exception("cache %s: watch loop failed; retrying in %.1fs",
-                              self._path, pause)
-                self._mark_stale()
-                await self._drop_stream(stream)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _FAILURE_PAUSE_MAX)
-                continue
-            await self._drop_stream(stream)
-            pause = _FAILURE_PAUSE
+                log.warning("cache %s: the server has no persistent watches (%s); falling "
+                            "back to one-shot watches (one server watch per node)",
+                            self._path, exc)
+                self._persistent = None
+        self._oneshot = OneShotDriver(self)
+        await self._oneshot.run()
 
-    async def _drop_stream(self, stream: PersistentWatchStream | None) -> None:
-        if stream is not None and self._stream is stream:
-            self._stream = None
-            await _close_stream(stream)
+    async def _sync_if_moved(self) -> None:
+        """sync(root) before a re-read on another member than the last one read from.
 
-    async def _follow(self, stream: PersistentWatchStream) -> None:
-        """Apply the stream's events until it ends (SessionExpired/ClientClosed raise)."""
-        while True:
-            if self._want_full:
-                if stream.ended:
-                    return  # a new session: re-arm on it first (its arm re-reads anyway)
-                try:
-                    await self._resync()
-                except ConnectionLossError:
-                    self._mark_stale()
-                    await self._client.wait_connected()
-                continue
-            try:
-                event = await stream.__anext__()
-            except StopAsyncIteration:
-                return
-            batch = [event, *stream.take_pending()]
-            if any(e.type is EventType.NONE for e in batch):
-                self._want_full = True  # (re-)armed or overflowed: re-read everything
-                continue
-            try:
-                await self._apply(batch)
-            except ConnectionLossError:
-                # The batch is consumed but not applied: only a full re-read is exact now.
-                self._want_full = True
-                self._mark_stale()
-                await self._client.wait_connected()
+        Raises:
+            ConnectionLossError, SessionExpiredError, ClientClosedError.
+        """
+        host = self._client.current_host
+        if self._sync_on_reconnect and self._read_host is not None and host != self._read_host:
+            started = time.perf_counter()
+            await self._client.sync(self._path)
+            self.syncs += 1
+            self.sync_seconds += time.perf_counter() - started
+            log.debug("cache %s: synced %s with the leader in %.1f ms before re-reading",
+                      self._path, host, (time.perf_counter() - started) * 1000)
+        self._read_host = host
+
+    def _resynced(self, *, truncated: bool) -> None:
+        """A full re-read is in the view: clear the flags, publish ``Resynced``."""
+        self._want_full = False
+        self._needs_resync = False
+        self._from_snapshot = False
+        if truncated:
+            self._set_degraded(f"the tree holds more than max_nodes={self._max_nodes} nodes")
+        else:
+            self._degraded = None
+        self.resyncs += 1
+        self._ready.set()
+        self._publish([self._current()])
 
     # --- reading -------------------------------------------------------------------------
 
@@ -479,6 +494,7 @@ class TreeCache:
         return found, False
 
     async def _resync(self) -> None:
+        await self._sync_if_moved()
         fresh, truncated = await self._read_all()
         old = self._nodes
         changes: list[TreeChange] = []
@@ -497,17 +513,8 @@ class TreeCache:
         self._kids = {}
         for path, node in fresh.items():
             self._put(path, node)
-        self._want_full = False
-        self._needs_resync = False
-        self._from_snapshot = False
-        if truncated:
-            self._set_degraded(f"the tree holds more than max_nodes={self._max_nodes} nodes")
-        else:
-            self._degraded = None
-        self.resyncs += 1
-        changes.append(self._current())
-        self._ready.set()
         self._publish(changes)
+        self._resynced(truncated=truncated)
 
     async def _apply(self, events: list[WatchEvent]) -> None:
         # Coalesce per node: what matters is its state now, read once.
@@ -544,6 +551,8 @@ class TreeCache:
                 return self._drop(path)  # gone again before we read it
             return []
         data, stat = result
+        if old is not None and old[1].czxid > stat.czxid:
+            return []  # a read of an earlier incarnation than the one we hold
         if old is not None and old[1].czxid == stat.czxid:
             if old[1].mzxid > stat.mzxid:
                 return []  # an older read than what we hold
@@ -561,9 +570,3 @@ class TreeCache:
         changes.append(NodeAdded(path, data, stat))
         return changes
 
-
-async def _close_stream(stream: PersistentWatchStream) -> None:
-    try:
-        await stream.aclose()
-    except ZooKeeperError:
-        pass  # the client is gone or disconnected: the server drops the watch with it
