@@ -82,7 +82,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from ._aio.retry import Backoff, backoff_delay
 from .errors import (
@@ -216,11 +216,21 @@ def _plan(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     raise InvalidArgumentError(f"{name} is not an operation retry() can repeat safely")
 
 
-def _is_client(obj: object) -> bool:
-    from ._aio.client import AsyncClient
-    from .sync.client import Client
+@runtime_checkable
+class _ClientLike(Protocol):
+    """What retry() needs to recognise a client (AsyncClient or Client) without importing
+    either (they import this module: imports flow one way)."""
 
-    return isinstance(obj, (AsyncClient, Client))
+    @property
+    def session_id(self) -> int | None: ...
+
+    def wait_connected(self, timeout: float | None = None) -> Any: ...
+
+    def exists(self, path: str) -> Any: ...
+
+
+def _is_client(obj: object) -> bool:
+    return isinstance(obj, _ClientLike)
 
 
 def _retryable(exc: BaseException, policy: RetryPolicy) -> bool:
