@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("servers", nargs="*", metavar="HOST:PORT",
                    help="servers to ask (default: every server of --hosts)")
 
+    from .ensemble import add_arguments as ensemble_arguments
+
+    ensemble_arguments(verb, common)
+
     p = verb("server", "run a real local ZooKeeper (or ensemble) in the foreground")
     p.add_argument("--port", type=int, default=2181,
                    help="client port (members of an ensemble: PORT, PORT+1, ...)")
@@ -264,6 +268,10 @@ def _verb_for(args: argparse.Namespace) -> Verb:
         from .recipes import cmd_leader, cmd_lock
 
         return cmd_lock if args.command == "lock" else cmd_leader
+    if args.command == "ensemble":
+        from .ensemble import cmd_ensemble
+
+        return cmd_ensemble
     if args.command == "demo":
         from .demo import cmd_demo
 
