@@ -25,8 +25,9 @@ def _vector(names: list[str], trail: bytes = b"") -> bytes:
     return struct.pack(">i", len(enc)) + b"".join(struct.pack(">i", len(e)) + e for e in enc) + trail
 
 
-def test_well_formed_children_take_the_fast_path_and_stop_at_the_vector_end() -> None:
-    names = [f"child-{i:05d}" for i in range(10_000)]
+@pytest.mark.parametrize("width", ["uniform", "varied"])
+def test_well_formed_children_take_the_fast_path_and_stop_at_the_vector_end(width: str) -> None:
+    names = [f"child-{i:05d}" if width == "uniform" else f"child-{i}" for i in range(10_000)]
     stat = bytes(range(200, 256)) + b"\0" * 24  # what follows in a getChildren2 reply
     buf = _vector(names, stat)
     assert jute._ascii_ustrings(buf, 4, len(buf), len(names)) is not None
@@ -40,7 +41,13 @@ def test_fast_path_agrees_with_the_checked_loop(seed: int, monkeypatch: pytest.M
     for _ in range(1500):
         n = rnd.choice([32, 33, 57])
         names = []
+        uniform = rnd.random() < 0.5  # every name equally long: the one-split path
+        width = rnd.choice([1, 11, 36, 127, 128, 255])
+        alphabet = "ab\0" if rnd.random() < 0.1 else "ab1"
         for _ in range(n):
+            if uniform and rnd.random() < 0.98:
+                names.append("".join(rnd.choice(alphabet) for _ in range(width)))
+                continue
             k = rnd.choice([0, 1, 127, 128, 255, 256, 300]) if rnd.random() < 0.1 else (
                 rnd.randint(1, 20))
             pool = odd if rnd.random() < 0.05 else ["a", "b", "1"]

@@ -79,6 +79,9 @@ def _ascii_ustrings(
     text = str(data[pos:stop], "latin-1")
     if not text.startswith(_SEP):
         return None
+    uniform = _uniform_ustrings(text, count)
+    if uniform is not None:
+        return uniform, pos + count * (4 + len(uniform[0]))
     pieces = text.split(_SEP, count + 1)
     if len(pieces) < count + 1:
         return None
@@ -108,6 +111,35 @@ def _ascii_ustrings(
     # Each item: three NULs, then its piece (length byte + name); the last piece's name ends
     # at its length, not at the piece's end.
     return names, pos + 3 * count + sum(sizes[:last]) + 1 + lengths[last]
+
+
+def _uniform_ustrings(text: str, count: builtins.int) -> list[str] | None:
+    """The names when all ``count`` have the first one's length (sequential nodes, UUIDs,
+    zero-padded names: the common case), else None.
+
+    Every prefix is then the same four chars, so one split at them yields the names
+    themselves, with no per-name slicing or length byte to pick out: checking that every
+    piece is that long proves (by induction from the first prefix) that each split point
+    is a prefix. ``text`` is latin-1 and starts with three NULs (checked by the caller).
+    """
+    length = ord(text[3])
+    if length == 0:
+        return None
+    pieces = text.split(text[:4], count)
+    if len(pieces) != count + 1:
+        return None
+    names = pieces[1:]
+    last = names[-1]
+    if len(last) < length:
+        return None
+    names[-1] = last[:length]  # the last piece runs on into what follows the vector
+    sizes = list(map(len, names))
+    if min(sizes) != length or max(sizes) != length:
+        return None
+    # O(1) when the text is all ASCII (see _ascii_ustrings), else ask the names.
+    if not (text.isascii() or "".join(names).isascii()):
+        return None
+    return names
 
 
 class Writer:
