@@ -177,4 +177,5 @@ class SASLOptions:
                 "SASL GSSAPI needs the optional extra: pip install 'zkwarden[kerberos]' "
                 f"({exc})"
             ) from None
-        return gssapi_factory(self)
+        return gssapi_factory(service=self.service, principal=self.principal,
+                              server_name=self.server_name, keytab=self.keytab)

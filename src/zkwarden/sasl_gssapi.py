@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gssapi
 from gssapi.raw.misc import GSSError
 
 from .errors import AuthFailedError, ConfigurationError
 from .protocol.sasl import SaslFactory, SaslMechanism
-
-if TYPE_CHECKING:
-    from .sasl import SASLOptions
 
 __all__ = ("GSSAPIMechanism", "gssapi_factory")
 
@@ -144,16 +141,17 @@ class GSSAPIMechanism:
         return bytes(wrapped)
 
 
-def gssapi_factory(options: SASLOptions) -> SaslFactory:
-    """A factory of :class:`GSSAPIMechanism` for ``options`` (one per connection).
+def gssapi_factory(
+    *, service: str, principal: str | None, server_name: str | None, keytab: str | None
+) -> SaslFactory:
+    """A factory of :class:`GSSAPIMechanism` (one mechanism per connection), from the
+    GSSAPI fields of :class:`zkwarden.SASLOptions`.
 
     Raises:
         ConfigurationError: ``keytab`` is not a readable file.
     """
-    keytab = options.keytab
     if keytab is not None and not os.access(keytab, os.R_OK):
         raise ConfigurationError(f"cannot read the keytab {keytab!r}")
-    service, principal, server_name = options.service, options.principal, options.server_name
 
     def make(host: str) -> SaslMechanism:
         return GSSAPIMechanism(server_name or host, service=service, principal=principal,
