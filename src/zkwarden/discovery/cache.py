@@ -6,7 +6,11 @@ read per created or changed instance node and none per removal, a full re-read p
 difference plus ``Resynced`` after every reconnect, after a session expiry (re-subscribed
 on the new session) and after the watch stream overflowed; instances told apart by
 czxid (a node deleted and re-created during a partition is a new registration, even at
-version 0) and mzxid, never by version alone; bounded queues per subscriber.
+version 0) and mzxid, never by version alone; bounded queues per subscriber. On servers
+without persistent watches (ZooKeeper < 3.6), or with ``watch_mode="one-shot"``, the tree
+cache runs on one-shot watches with the same guarantees (each read arms its watch, the
+instances re-listed after every children event); ``sync_on_reconnect`` makes a re-read
+on another member start with ``sync()`` (see :mod:`zkwarden.caches.tree`).
 
 This module adds what is particular to services: it follows the tree cache's changes
 (a subscriber like any other, in a task this cache owns), decodes instance nodes with the
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from .. import paths as _paths
 from .._aio.client import AsyncClient
 from .._tasks import TaskOwner
-from ..caches import NodeAdded, NodeRemoved, NodeUpdated, TreeCache
+from ..caches import NodeAdded, NodeRemoved, NodeUpdated, TreeCache, WatchMode
 from ..caches import Resynced as TreeResynced
 from ..caches._feed import DEFAULT_MAX_QUEUED_CHANGES, ChangeFeed
 from ..caches.events import TreeChange
@@ -101,7 +105,8 @@ class ServiceCache:
 
     Created and started by :meth:`ServiceDiscovery.cache`; use :meth:`instances` (always
     current), :meth:`changes` (a stream), and :meth:`close`. ``max_nodes`` bounds the
-    nodes held (see :class:`zkwarden.caches.TreeCache`).
+    nodes held; ``watch_mode`` ("auto", "persistent", "one-shot") and
+    ``sync_on_reconnect``: as for :class:`zkwarden.caches.TreeCache`.
     """
 
     def __init__(
@@ -115,6 +120,8 @@ class ServiceCache:
         protect_threshold: float | None = None,
         on_close: Callable[[ServiceCache], None] | None = None,
         max_nodes: int = DEFAULT_MAX_NODES,
+        watch_mode: WatchMode = "auto",
+        sync_on_reconnect: bool = False,
     ) -> None:
         self._client = client
         self._format = format
@@ -126,9 +133,11 @@ class ServiceCache:
         self._protect = protect_threshold
         self._on_close = on_close
         if name is not None:  # the service node and its children, the instances
-            self._tree = TreeCache(client, self._root, max_depth=1, max_nodes=max_nodes)
+            self._tree = TreeCache(client, self._root, max_depth=1, max_nodes=max_nodes,
+                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect)
         else:  # every service: only the paths that lead to instance nodes
-            self._tree = TreeCache(client, self._root, accept=self._wanted, max_nodes=max_nodes)
+            self._tree = TreeCache(client, self._root, accept=self._wanted, max_nodes=max_nodes,
+                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect)
         self._view: dict[_Key, _Entry] = {}
         self._feed: ChangeFeed[CacheChange] = ChangeFeed(
             f"cache {self._root}", self._current, limit=DEFAULT_MAX_QUEUED_CHANGES, logger=log
@@ -150,6 +159,16 @@ class ServiceCache:
     def reads(self) -> int:
         """Reads issued for instance data (to measure reads per change)."""
         return self._tree.reads
+
+    @property
+    def watch_mode_in_use(self) -> str | None:
+        """"persistent" or "one-shot" once watching (see :class:`TreeCache`)."""
+        return self._tree.watch_mode_in_use
+
+    @property
+    def syncs(self) -> int:
+        """sync() calls made before re-reads on another member (``sync_on_reconnect``)."""
+        return self._tree.syncs
 
     @property
     def stale(self) -> bool:

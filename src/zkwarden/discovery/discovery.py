@@ -9,7 +9,8 @@ from typing import Any
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from ..errors import ConnectionLossError, NoNodeError, UnimplementedError
+from ..caches import WatchMode
+from ..errors import ConfigurationError, ConnectionLossError, NoNodeError, UnimplementedError
 from .cache import ServiceCache
 from .formats import RegistryFormat, get_format
 from .instance import ServiceInstance
@@ -31,9 +32,12 @@ class ServiceDiscovery:
     ``snapshot_dir`` makes every cache keep a disk snapshot of its view and start from
     it when ZooKeeper is unreachable. ``protect_threshold`` (0–1) keeps a cache's old
     view when a full re-read finds fewer than that fraction of the instances it had.
+    ``watch_mode`` ("auto": persistent watches, one-shot ones on servers without them;
+    "persistent"; "one-shot") and ``sync_on_reconnect`` go to every cache (see
+    :class:`zkwarden.caches.TreeCache`).
 
     Raises (constructor):
-        ConfigurationError: unknown format. InvalidPathError: bad base path.
+        ConfigurationError: unknown format or watch_mode. InvalidPathError: bad base path.
     """
 
     def __init__(
@@ -44,7 +48,13 @@ class ServiceDiscovery:
         *,
         snapshot_dir: str | None = None,
         protect_threshold: float | None = None,
+        watch_mode: WatchMode = "auto",
+        sync_on_reconnect: bool = False,
     ) -> None:
+        if watch_mode not in ("auto", "persistent", "one-shot"):
+            raise ConfigurationError(f"unknown watch_mode {watch_mode!r}")
+        self._watch_mode: WatchMode = watch_mode
+        self._sync_on_reconnect = sync_on_reconnect
         self._client = client
         self._format = get_format(format)
         self._base = _paths.validate(base_path or self._format.default_base_path)
@@ -140,7 +150,8 @@ class ServiceDiscovery:
             cache = ServiceCache(
                 self._client, self._format, self._base, name,
                 snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
-                on_close=self._forget,
+                on_close=self._forget, watch_mode=self._watch_mode,
+                sync_on_reconnect=self._sync_on_reconnect,
             )
             self._caches[name] = cache
         await cache.start(wait=wait)
@@ -167,7 +178,8 @@ class ServiceDiscovery:
             cache = ServiceCache(
                 self._client, self._format, self._base, name,
                 snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
-                on_close=self._forget,
+                on_close=self._forget, watch_mode=self._watch_mode,
+                sync_on_reconnect=self._sync_on_reconnect,
             )
             self._caches[name] = cache
             # The cache owns its watch task (close() ends it); nothing to await here.
