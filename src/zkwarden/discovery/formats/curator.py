@@ -42,7 +42,9 @@ from ..instance import (
     JSONValue,
     ServiceInstance,
     ServiceType,
+    _prevalidated,
     registration_time_ms,
+    simple_node_name,
 )
 from ..urispec import format_uri_spec, parse_uri_spec
 from .base import RegistryFormat
@@ -149,6 +151,72 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+# One decoder for every node: json.loads(..., parse_constant=...) builds a new JSONDecoder
+# (and scanner) per call.
+_DECODE_JSON = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+# The fields of a document the fast path reads (_well_formed); any other key, e.g. a newer
+# Curator's, sends the document down the general path.
+_FAST_KEYS = frozenset(
+    {"name", "id", "address", "port", "sslPort", "payload", "registrationTimeUTC",
+     "serviceType", "uriSpec", "enabled"}
+)
+_SERVICE_TYPES = {t.value: t for t in ServiceType}
+
+
+def _fast_port(value: object) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= 65535)
+
+
+def _well_formed(obj: dict[str, Any]) -> ServiceInstance | None:
+    """The instance of a document as Curator (or this format) writes it, or None.
+
+    The fast path for the common case: every field present has the plain type Jackson
+    writes (ints, non-empty ASCII strings, a flat payload of ASCII strings, no uriSpec or
+    zkwarden extension), so the tolerant readers and ServiceInstance's general checks
+    have nothing to coerce or reject, and the instance is built directly. Any other
+    document, valid or not, returns None and goes through :meth:`CuratorFormat._from_json`,
+    which decodes it to the same instance or rejects it.
+    """
+    if not _FAST_KEYS.issuperset(obj):
+        return None
+    name, node_id, address = obj.get("name"), obj.get("id"), obj.get("address")
+    port, ssl_port = obj.get("port"), obj.get("sslPort")
+    millis, enabled = obj.get("registrationTimeUTC"), obj.get("enabled", True)
+    kind = obj.get("serviceType", "DYNAMIC")
+    service_type = _SERVICE_TYPES.get(kind) if type(kind) is str else None
+    if (
+        not simple_node_name(name)
+        or not simple_node_name(node_id)
+        or not (address is None or (type(address) is str and address and address.isascii()))
+        or not _fast_port(port)
+        or not _fast_port(ssl_port)
+        # Below 2**53 ms (285,000 years) the division is exact enough and never overflows.
+        or type(millis) is not int
+        or not -(2**53) < millis < 2**53
+        or service_type is None
+        or type(enabled) is not bool
+        or obj.get("uriSpec") is not None
+    ):
+        return None
+    raw = obj.get("payload")
+    payload: dict[str, JSONValue] = {}
+    if raw is not None:
+        if type(raw) is not dict:
+            return None
+        for key, value in raw.items():
+            if not (type(value) is str and key.isascii() and value.isascii()):
+                return None
+            if key != "@class":
+                payload[key] = value
+        if PAYLOAD_KEY in payload:
+            return None
+    return _prevalidated(
+        name, node_id, address, port, ssl_port, payload,  # type: ignore[arg-type]
+        round(float(millis / 1000), 3), service_type, enabled,
+    )
+
+
 class CuratorFormat(RegistryFormat):
     """Curator's ``<base>/<name>/<id>`` layout with ``JsonInstanceSerializer`` JSON.
 
@@ -246,10 +314,14 @@ class CuratorFormat(RegistryFormat):
             self._reject(name, node_name, b"", "empty node")
             return None
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            obj = _DECODE_JSON(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self._reject(name, node_name, data, f"not JSON: {exc}")
             return None
+        if type(obj) is dict:
+            fast = _well_formed(obj)
+            if fast is not None:
+                return fast
         result = self._from_json(name, node_name, obj)
         if isinstance(result, str):
             self._reject(name, node_name, data, result)
