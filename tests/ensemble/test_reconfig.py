@@ -137,3 +137,27 @@ async def test_a_connect_string_through_a_proxy_keeps_working_and_says_tracking_
             assert zk.hosts == [HostPort(proxy.host, proxy.port)]
             assert await zk.exists("/") is not None
             assert len(said()) == 1
+
+
+async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    ens = ensemble_3_1
+    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+        await admin.ensure_path("/tenant")
+        async with AsyncClient(ens.connect_string + "/tenant") as zk:
+            assert len(zk.hosts) == 4
+            index = ens.add_member()
+            await admin.reconfig(joining=[ens.server_line(index)])
+            try:
+                # With a chroot the config is read on each connection and polled (5 s).
+                await wait_for(lambda: len(zk.hosts) == 5, 15, "the chrooted client's hosts")
+                assert HostPort("127.0.0.1", ens.members[index].port) in zk.hosts
+                assert zk.chroot == "/tenant"
+                await zk.create("/inside", b"x")
+                assert (await admin.get("/tenant/inside"))[0] == b"x"
+            finally:
+                await admin.reconfig(leaving=[ens.server_id(index)])
+                ens.remove_member(index)
+            await wait_for(lambda: len(zk.hosts) == 4, 15, "the member left the hosts")
+            await zk.delete("/inside")
