@@ -7,7 +7,8 @@
     async for change in tree.changes():
         ...                           # Resynced (the view now), then every change
 
-One implementation of the cache rules (one persistent recursive watch, one read per
+One implementation of the cache rules (one persistent recursive watch, or one-shot
+watches armed by every read on servers without addWatch: ``watch_mode``; one read per
 created or changed node, full re-read plus diff plus ``Resynced`` after every reconnect
 and overflow, czxid/mzxid, stale through outages, optional snapshot, bounded memory);
 the discovery ServiceCache is built on it. Blocking forms: :mod:`zkwarden.caches.sync`.

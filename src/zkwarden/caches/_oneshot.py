@@ -91,6 +91,7 @@ class OneShotDriver:
         self._broken = False  # a stream ended with the session during this re-read
         self._truncated = False  # max_nodes left names out during this re-read
         self._ended = False
+        self._fail_pause = FAILURE_PAUSE  # grows while streams keep failing (no spin)
 
     @property
     def watched(self) -> int:
@@ -159,6 +160,7 @@ class OneShotDriver:
             changes.extend(cache._drop(path))
         cache._publish(changes)
         cache._resynced(truncated=self._truncated)
+        self._fail_pause = FAILURE_PAUSE
 
     def _stop(self, watch: _NodeWatch) -> None:
         for task, run in watch.tasks:
@@ -219,11 +221,12 @@ class OneShotDriver:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("cache %s: %s stream of %s failed; re-reading everything",
-                          cache.path, kind, watch.path)
+            log.exception("cache %s: %s stream of %s failed; re-reading everything in %.1fs",
+                          cache.path, kind, watch.path, self._fail_pause)
             self._broken = True
             cache._mark_stale()
-            asyncio.get_running_loop().call_later(FAILURE_PAUSE, self.kick)
+            asyncio.get_running_loop().call_later(self._fail_pause, self.kick)
+            self._fail_pause = min(self._fail_pause * 2, FAILURE_PAUSE_MAX)
         finally:
             self._prime(run)
             if stream is not None:

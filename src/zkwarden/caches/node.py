@@ -88,7 +88,8 @@ class NodeCache:
 
         Raises (from iteration):
             ClientClosedError: the cache or its client is closed.
-            UnimplementedError: the server has no persistent watches (< 3.6).
+            UnimplementedError: the server has no persistent watches (< 3.6) and
+                ``watch_mode="persistent"``.
         """
         return self._tree.changes()
 

@@ -226,7 +226,8 @@ class TreeCache:
 
         Raises (from iteration):
             ClientClosedError: the cache or its client is closed.
-            UnimplementedError: the server has no persistent watches (< 3.6).
+            UnimplementedError: the server has no persistent watches (< 3.6) and
+                ``watch_mode="persistent"``.
         """
         return self._feed.subscribe(lambda: self._ended)
 
@@ -239,7 +240,8 @@ class TreeCache:
 
         Raises:
             ClientClosedError: the cache or the client is closed.
-            UnimplementedError: the server has no persistent watches (< 3.6).
+            UnimplementedError: the server has no persistent watches (< 3.6) and
+                ``watch_mode="persistent"``.
             TimeoutError (builtin): not loaded within ``timeout``.
         """
         self.start_soon()

@@ -210,7 +210,8 @@ class ServiceCache:
 
         Raises:
             ClientClosedError: the cache is closed.
-            UnimplementedError: the server has no persistent watches (ZooKeeper < 3.6).
+            UnimplementedError: the server has no persistent watches (ZooKeeper < 3.6) and
+                ``watch_mode="persistent"``.
         """
         self.start_soon()
         if wait:
