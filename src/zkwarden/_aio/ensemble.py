@@ -33,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..errors import (
     ClientClosedError,
@@ -46,11 +46,29 @@ from ..errors import (
 )
 from ..hosts import HostPort
 from ..protocol.reconfig import CONFIG_PATH, ReconfigRequest
-from ..types import ClientState, ClientStateChange, Stat
+from ..types import ClientState, ClientStateChange, Stat, WatchEvent
 
 if TYPE_CHECKING:
     from .engine import SessionEngine
     from .supervisor import Supervisor
+
+
+class TrackedClient(Protocol):
+    """What the tracker uses of its client (AsyncClient has it; no import: the client
+    imports this module)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def current_host(self) -> HostPort | None: ...
+
+    async def wait_connected(self, timeout: float | None = None) -> None: ...
+
+    def watch(self, path: str, kind: Literal["data", "exists", "children"] = "data"
+              ) -> AsyncIterator[WatchEvent]: ...
+
+    def add_listener(self, fn: Callable[[ClientStateChange], object]) -> None: ...
 
 __all__ = (
     "CONFIG_PATH",
@@ -300,7 +318,8 @@ class EnsembleTracker:
     stream ends with ClientClosedError).
     """
 
-    def __init__(self, client: object, engine: SessionEngine, supervisor: Supervisor) -> None:
+    def __init__(self, client: TrackedClient, engine: SessionEngine, supervisor: Supervisor
+                 ) -> None:
         self._client = client
         self._engine = engine
         self._supervisor = supervisor
@@ -317,9 +336,7 @@ class EnsembleTracker:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="zkwarden-ensemble-tracker")
-            add_listener = getattr(self._client, "add_listener", None)
-            if add_listener is not None:
-                add_listener(self._on_state)
+            self._client.add_listener(self._on_state)
 
     def _on_state(self, change: ClientStateChange) -> None:
         # A reconnect that raced with a change (an attempt already under way to a server
@@ -329,7 +346,7 @@ class EnsembleTracker:
             return
         if not self.active or not self._addresses or self._move is not None:
             return
-        current = getattr(self._client, "current_host", None)
+        current = self._client.current_host
         if current is not None and current not in self._addresses:
             target = self._supervisor.rng.choice(self._addresses)
             self._schedule_move(current, target)
@@ -340,10 +357,7 @@ class EnsembleTracker:
                 task.cancel()
 
     async def _run(self) -> None:
-        from .client import AsyncClient
-
         client = self._client
-        assert isinstance(client, AsyncClient)
         while self.active and not client.closed:
             try:
                 if self._engine.chroot:
@@ -390,7 +404,7 @@ class EnsembleTracker:
         if set(old) == set(addresses):
             return
         rng = self._supervisor.rng
-        current = getattr(self._client, "current_host", None)
+        current = self._client.current_host
         target = choose_move(old, addresses, current, rng)
         hosts = list(addresses)
         rng.shuffle(hosts)
