@@ -23,6 +23,22 @@ A block may say how it is tested with an HTML comment on a line before its fence
                                            each must still be running after a few
                                            seconds, then exit 0 on SIGINT
 
+The Security section's blocks name production things (``zk1:2181``, ``/run/secrets/zk``, a
+keytab, certificates).  A marker says what to build for real so they run as written
+(tests/readme/security.py reads the names from the block; only connect strings and
+absolute paths are replaced, in the test):
+
+``<!-- readme-test: sasl-digest -->``      a server with the block's DIGEST-MD5 user, its
+                                           password in the block's password file
+``<!-- readme-test: kerberos -->``         an MIT KDC of the block's realm with its principal
+                                           and keytab, a server that is ``zookeeper/<server_name>``
+``<!-- readme-test: tls-client-cert -->``  a CA and a client certificate with the block's DN,
+                                           a server with ``ssl.clientAuth=need``
+``<!-- readme-test: secret-files -->``     (toml) the files it names made, then loaded by the
+                                           agent's loader, which must keep them and refuse
+                                           what the block's comments say it refuses
+Each such python block must print the identity it authenticated as (``whoami()``).
+
 Before each block the test server is wiped (everything but ``/zookeeper``), as a fresh
 server would be, so blocks do not depend on the order they run in. Every python and sh
 block then runs twice in a row, without a wipe in between: a reader runs an example again
@@ -43,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from readme import security
 
 from zkwarden import Client
 from zkwarden.testing import ZooKeeperServer
@@ -55,6 +72,9 @@ README_HOSTS = "127.0.0.1:2181"
 
 RUNNABLE = {"python", "sh"}
 KNOWN = RUNNABLE | {"toml", "text"}
+#: Markers besides ``skip: REASON``, with the language of the blocks they may mark.
+MARKERS = {"continue": "python", "until-interrupted": "sh", "secret-files": "toml",
+           **{name: "python" for name in security.SERVERS}}
 
 PYTHON_TIMEOUT = 90.0  # a block that starts its own ZooKeeper JVM on a loaded machine
 SHELL_TIMEOUT = 90.0
@@ -139,6 +159,10 @@ def test_every_block_says_what_it_is() -> None:
         assert reason is None or reason, f"README.md:{b.line}: a skip must say why"
         if "continue" in b.markers:
             assert b.lang == "python" and b.index > 0, f"README.md:{b.line}: nothing to continue"
+        for marker in b.markers:
+            if not marker.startswith("skip"):
+                assert marker in MARKERS, f"README.md:{b.line}: unknown marker {marker!r}"
+                assert b.lang == MARKERS[marker], f"README.md:{b.line}: {marker} on {b.lang}"
 
 
 def test_parser_reads_markers_and_fences() -> None:
@@ -197,18 +221,35 @@ def _report(what: str, proc: subprocess.CompletedProcess[str]) -> str:
     return f"{what} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
-def _run_python(block: Block, hosts: str, cwd: Path) -> None:
-    program = _program(block).replace(README_HOSTS, hosts)
+def _run_python(
+    block: Block, replacements: dict[str, str], cwd: Path, env: dict[str, str] | None = None
+) -> str:
+    """Run the block with the README's strings replaced by the test's; its stdout."""
+    program = _program(block)
+    for old, new in replacements.items():
+        program = program.replace(old, new)
     script = cwd / f"readme_block_{block.index}.py"
     script.write_text(program, encoding="utf-8")
     try:
         proc = subprocess.run(
-            [sys.executable, str(script)], cwd=cwd, env=_env(), capture_output=True,
-            text=True, timeout=PYTHON_TIMEOUT,
+            [sys.executable, str(script)], cwd=cwd, env={**_env(), **(env or {})},
+            capture_output=True, text=True, timeout=PYTHON_TIMEOUT,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"README.md:{block.line}: still running after {exc.timeout} s")
     assert proc.returncode == 0, f"README.md:{block.line}: " + _report("the block", proc)
+    return proc.stdout
+
+
+def _run_secured(block: Block, mode: str, cwd: Path) -> None:
+    """Run ``block`` against the server its marker ``mode`` builds (tests/readme)."""
+    with security.SERVERS[mode](block.text, cwd) as setup:
+        # Each is a name the block says (read from it): the server it reaches is the test's.
+        assert all(old in block.text for old in setup.replacements), setup.replacements
+        for _ in range(RUNS):
+            out = _run_python(block, setup.replacements, cwd, setup.env)
+            for identity in setup.expect:
+                assert identity in out, f"README.md:{block.line}: no {identity} in\n{out}"
 
 
 def _commands(block: Block) -> list[str]:
@@ -294,14 +335,21 @@ def test_readme_block_runs_as_written(
     reason = block.skip_reason()
     if reason:
         pytest.skip(f"README.md:{block.line}: {reason}")
+    if "secret-files" in block.markers:
+        security.check_secret_files(block.text, tmp_path)
+        return
     if block.lang == "toml":
         _check_toml(block, tmp_path)
+        return
+    mode = next((m for m in block.markers if m in security.SERVERS), None)
+    if mode is not None:
+        _run_secured(block, mode, tmp_path)
         return
     hosts = readme_server.connect_string
     _wipe(hosts)
     if block.lang == "python":
         for _ in range(RUNS):
-            _run_python(block, hosts, tmp_path)
+            _run_python(block, {README_HOSTS: hosts}, tmp_path)
         return
     _check_safe(block)
     for _ in range(RUNS):
