@@ -239,3 +239,40 @@ async def test_persistent_stream_closed_while_arming_leaves_no_watch(
     await asyncio.sleep(0.2)
     assert zk._engine.watches.count() == 0
     assert path not in str(zk_server.four_letter_word("wchc"))
+
+
+async def test_closed_one_shot_stream_leaves_no_watch_on_the_server(
+    zk: Any, zk2: Any, zk_path: str, zk_server: Any
+) -> None:
+    # A data stream on a node that is then deleted re-arms as an exists watch on a path
+    # that may never come back: closing the stream must take it off the server.
+    path = f"{zk_path}/gone"
+    await zk.create(path, b"0", makepath=True)
+    stream = zk.watch(path, "data")
+    first = await asyncio.wait_for(anext(stream), 5)
+    assert first.data == b"0"
+    await zk2.delete(path)
+    deleted = await asyncio.wait_for(anext(stream), 5)
+    assert deleted.type is EventType.NODE_DELETED and deleted.stat is None
+    assert path in str(zk_server.four_letter_word("wchc"))  # the re-armed exists watch
+    await stream.aclose()
+    assert zk._engine.watches.count() == 0
+    with pytest.raises(errors.NoWatcherError):
+        await zk.check_watches(path)
+    assert path not in str(zk_server.four_letter_word("wchc"))
+
+
+async def test_closing_one_of_two_streams_keeps_the_others_watch(
+    zk: Any, zk2: Any, zk_path: str
+) -> None:
+    path = f"{zk_path}/shared"
+    await zk.create(path, b"0", makepath=True)
+    one, two = zk.watch(path, "data"), zk.watch(path, "data")
+    await asyncio.wait_for(anext(one), 5)
+    await asyncio.wait_for(anext(two), 5)
+    await one.aclose()
+    await zk.check_watches(path)  # still there for the other stream
+    await zk2.set(path, b"1")
+    changed = await asyncio.wait_for(anext(two), 5)
+    assert changed.data == b"1"
+    await two.aclose()

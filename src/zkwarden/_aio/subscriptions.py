@@ -117,6 +117,31 @@ class Subscriptions:
             self.engine.metrics.watches(self.engine.watches.count())
         return last
 
+    def unregister_one_shot(self, sub: Subscriber) -> list[WatchKind]:
+        """Forget a one-shot subscriber; the kinds of watch it had armed on the server."""
+        self.subscribers.discard(sub)
+        server_path = self.server_path(sub.path)
+        armed = []
+        for kind in (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD):
+            if self.engine.watches.holds(kind, server_path, sub):
+                self.engine.watches.remove(kind, server_path, sub)
+                armed.append(kind)
+        return armed
+
+    async def remove_one_shot_watches(self, path: str, kinds: Sequence[WatchKind]) -> None:
+        """Remove this session's one-shot watches of ``kinds`` on ``path`` from the server.
+        Never raises (a watch that already fired is simply gone)."""
+        if not self.engine.machine.can_send:
+            return
+        types = {WatcherType.CHILDREN if k is WatchKind.CHILD else WatcherType.DATA for k in kinds}
+        for watcher_type in sorted(types):
+            try:
+                await self.engine.call(
+                    ops.RemoveWatches(self.server_path(path), int(watcher_type)), path
+                )
+            except ZooKeeperError as exc:  # NoWatcher: it fired meanwhile
+                log.debug("one-shot watch on %s not removed: %s", path, exc)
+
     def abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:
         """A stream was garbage-collected without being closed (``break`` out of ``async
         for``). Runs from a weakref finalizer, on whatever thread the collector runs and

@@ -217,10 +217,21 @@ class WatchStream(_StreamBase):
             self._fail(end_exc)
 
     async def aclose(self) -> None:
-        """Stop the stream; later iteration raises StopAsyncIteration."""
+        """Stop the stream; later iteration raises StopAsyncIteration.
+
+        The one-shot watch it had armed is removed from the server too when no other
+        stream of this client watches the path (otherwise a watch on a node that never
+        comes back would stay on the server for the whole session).
+        """
+        if self._finished:
+            return
         self._finished = True
-        self._unregister()
         self._wakeup.set()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        armed = self._subs.unregister_one_shot(self._delivery)
+        if armed and not self._subs.has_other_watchers(self.path):
+            await self._subs.remove_one_shot_watches(self.path, armed)
 
 
 class PersistentWatchStream(_StreamBase):

@@ -63,6 +63,11 @@ class WatchRegistry(Generic[W]):
             return True
         return False
 
+    def holds(self, kind: WatchKind, path: str, watcher: W) -> bool:
+        """True when ``watcher`` is registered for ``kind`` on ``path``."""
+        watchers = self._tables[kind].get(path)
+        return watchers is not None and watcher in watchers
+
     def has(self, kind: WatchKind, path: str) -> bool:
         return path in self._tables[kind]
 
