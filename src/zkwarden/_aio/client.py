@@ -9,7 +9,6 @@ subscriptions (:mod:`zkwarden._aio.subscriptions`) and the closer
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -21,14 +20,10 @@ if TYPE_CHECKING:
 from .. import paths as _paths
 from ..errors import (
     AuthFailedError,
-    ClientClosedError,
     ConnectionLossError,
     InvalidArgumentError,
-    NodeExistsError,
     NoNodeError,
-    NotEmptyError,
     RequestTimeoutError,
-    SessionExpiredError,
     ZooKeeperError,
 )
 from ..hosts import HostPort
@@ -45,6 +40,7 @@ from ..types import (
     Stat,
     WatcherType,
 )
+from . import compound
 from .closer import Closer
 from .engine import SessionEngine
 from .ensemble import EnsembleConfig, EnsembleTracker, get_config, reconfig
@@ -360,16 +356,9 @@ class AsyncClient:
             return
         if await self.exists(path) is not None:
             return
-        parts = path.strip("/").split("/")
-        current = ""
-        acl = tuple(acl) if acl is not None else self._default_acl
-        for part in parts:
-            current = f"{current}/{part}"
-            try:
-                await self._engine.call(ops.Create(_paths.add_chroot(self._engine.chroot, current), b"", acl, 0),
-                                 current)
-            except NodeExistsError:
-                pass
+        await compound.ensure_path(
+            self._engine, path, tuple(acl) if acl is not None else self._default_acl
+        )
 
     async def get(self, path: str) -> tuple[bytes, Stat]:
         """Return the node's data and Stat.
@@ -404,22 +393,7 @@ class AsyncClient:
         if not recursive:
             await self._engine.call(ops.Delete(server_path, version), path)
             return
-        while True:
-            try:
-                children = await self.get_children(path)
-            except NoNodeError:
-                return
-            if children:
-                await asyncio.gather(*(
-                    self.delete(_paths.join(path, c), recursive=True) for c in children
-                ))
-            try:
-                await self._engine.call(ops.Delete(server_path, version), path)
-                return
-            except NoNodeError:
-                return
-            except NotEmptyError:
-                continue  # a child was created meanwhile: delete again
+        await compound.delete_recursive(self._engine, path, version)
 
     async def exists(self, path: str) -> Stat | None:
         """Return the node's Stat, or None when it does not exist.
@@ -457,19 +431,7 @@ class AsyncClient:
         server_paths = [self._server_path(p) for p in paths]
         if not server_paths:
             return []
-        futures = [self._engine.call(ops.GetData(sp), p) for sp, p in zip(server_paths, paths, strict=True)]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        out: list[tuple[bytes, Stat] | ZooKeeperError] = []
-        for item in results:
-            if isinstance(item, (NoNodeError,)) or not isinstance(item, BaseException):
-                out.append(item)
-            elif isinstance(item, ZooKeeperError) and not isinstance(
-                item, (ConnectionLossError, SessionExpiredError, ClientClosedError)
-            ):
-                out.append(item)
-            else:
-                raise item
-        return out
+        return await compound.read_many(self._engine, paths, server_paths)
 
     async def multi_read(self, paths: Sequence[str], *, children: bool = False) -> list[Any]:
         """One multiRead request (ZooKeeper >= 3.6): getData (or getChildren) per path.
