@@ -50,7 +50,7 @@ from ..types import WatchEvent
 from ._persistent import FAILURE_PAUSE, FAILURE_PAUSE_MAX
 
 if TYPE_CHECKING:
-    from .tree import TreeCache
+    from ._core import CacheCore
 
 __all__ = ("OneShotDriver",)
 
@@ -82,7 +82,7 @@ class _NodeWatch:
 class OneShotDriver:
     """Feeds ``cache`` from one-shot watches until the cache closes (see the module doc)."""
 
-    def __init__(self, cache: TreeCache) -> None:
+    def __init__(self, cache: CacheCore) -> None:
         self._cache = cache
         self._watches: dict[str, _NodeWatch] = {}
         self._pending = 0  # first reads of the current re-read not in the view yet

@@ -24,7 +24,7 @@ from ..errors import (
 from ..types import EventType
 
 if TYPE_CHECKING:
-    from .tree import TreeCache
+    from ._core import CacheCore
 
 __all__ = ("PersistentDriver", "FAILURE_PAUSE", "FAILURE_PAUSE_MAX")
 
@@ -44,7 +44,7 @@ class PersistentDriver:
     (``fallback=True``), else it ends the cache with it.
     """
 
-    def __init__(self, cache: TreeCache, *, fallback: bool) -> None:
+    def __init__(self, cache: CacheCore, *, fallback: bool) -> None:
         self._cache = cache
         self._fallback = fallback
         self._stream: PersistentWatchStream | None = None
