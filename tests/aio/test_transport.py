@@ -19,7 +19,7 @@ from zkwarden import AsyncClient
 from zkwarden._aio.transport import close_session_blocking
 from zkwarden.errors import ConnectionLossError
 from zkwarden.hosts import HostPort
-from zkwarden.testing import ZooKeeperServer
+from zkwarden.testing import FaultProxy, ZooKeeperServer
 
 SID = 0x1234_5678_9ABC
 PASSWORD = bytes(range(16))
@@ -104,12 +104,18 @@ async def test_d11_real_server_close_is_confirmed_and_ends_the_session(
 ) -> None:
     host = HostPort(zk_server.host, zk_server.port)
     for _ in range(3):  # every attempt, not one lucky one
-        zk = AsyncClient(zk_server.connect_string, session_timeout=2.0)
+        # The session's owner reaches the server through a proxy that is then cut, so it
+        # cannot re-attach the session (the server would close the closing connection)
+        # while it is being closed from outside: the race of a real expire, not the test.
+        proxy = FaultProxy(zk_server.connect_string).start()
+        zk = AsyncClient(proxy.connect_string, session_timeout=2.0)
         await zk.start()
         try:
             sid = zk.session_id
             assert sid is not None
             await zk.create(zk_path, ephemeral=True)
+            proxy.refuse_connections()
+            proxy.reset()
             closed = await asyncio.wait_for(
                 asyncio.to_thread(
                     close_session_blocking, host, sid, zk.session_password, timeout=3.0
@@ -128,3 +134,4 @@ async def test_d11_real_server_close_is_confirmed_and_ends_the_session(
             assert again is False
         finally:
             await asyncio.wait_for(zk.close(), 10.0)
+            proxy.close()
