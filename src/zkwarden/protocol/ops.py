@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import ProtocolError, ZooKeeperError, error_for_code
+from ..errors import ProtocolError, ZooKeeperError
 from ..types import ACL, Stat
 from .jute import Reader, Writer
+from .multi import read_multi_results
 from .records import ClientInfo, MultiHeader, read_acl, read_stat, write_acl
 
 __all__ = (
@@ -360,36 +361,6 @@ _WRITE_OPS = (Create, Create2, CreateContainer, CreateTTL, Delete, SetData, Chec
 _READ_OPS = (GetData, GetChildren)
 
 
-def _read_multi_results(r: Reader) -> list[Any]:
-    """Decode results by the *returned* MultiHeader.type (3.8.0 answers create2 as create)."""
-    results: list[Any] = []
-    while True:
-        header = MultiHeader.read(r)
-        if header.done:
-            return results
-        t = header.type
-        if t == OpCode.ERROR:
-            err = r.int()
-            results.append(error_for_code(err) if err else None)
-        elif t == OpCode.CREATE:
-            results.append(r.string())
-        elif t in (OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
-            path = r.string()
-            read_stat(r)
-            results.append(path)
-        elif t in (OpCode.DELETE, OpCode.CHECK):
-            results.append(True)
-        elif t == OpCode.SET_DATA:
-            results.append(read_stat(r))
-        elif t == OpCode.GET_DATA:
-            data = r.buffer()
-            results.append((data or b"", read_stat(r)))
-        elif t == OpCode.GET_CHILDREN:
-            results.append(r.ustrings())
-        else:
-            raise ProtocolError(f"unknown result type {t} in multi response")
-
-
 @dataclass(frozen=True, slots=True)
 class Multi(Request):
     """multi (14): atomic writes. The result list holds a value per op, or an exception.
@@ -414,7 +385,7 @@ class Multi(Request):
         return bytes(w.buf)
 
     def read_response(self, r: Reader) -> list[Any]:
-        return _read_multi_results(r)
+        return read_multi_results(r)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,7 +407,7 @@ class MultiRead(Request):
         return bytes(w.buf)
 
     def read_response(self, r: Reader) -> list[Any]:
-        return _read_multi_results(r)
+        return read_multi_results(r)
 
 
 @dataclass(frozen=True, slots=True)
