@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 from chaos._support import wait_for
 
 from zkwarden import AsyncClient, Client
+from zkwarden._aio.ensemble import CONFIG_PATH, parse_config
 from zkwarden.errors import (
     BadVersionError,
     InvalidArgumentError,
@@ -142,22 +144,64 @@ async def test_a_connect_string_through_a_proxy_keeps_working_and_says_tracking_
 async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
     ensemble_3_1: ZooKeeperEnsemble,
 ) -> None:
+    """/zookeeper/config is outside the chroot: the tracker of a chrooted client WATCHES it
+    (no polling), so it follows a change within a second of the reconfig, both ways."""
     ens = ensemble_3_1
     async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
         await admin.ensure_path("/tenant")
         async with AsyncClient(ens.connect_string + "/tenant") as zk:
             assert len(zk.hosts) == 4
+            await asyncio.sleep(0.3)  # the tracker's first read (and its watch) is done
             index = ens.add_member()
             await admin.reconfig(joining=[ens.server_line(index)])
+            started = time.monotonic()
             try:
-                # With a chroot the config is read on each connection and polled (5 s).
-                await wait_for(lambda: len(zk.hosts) == 5, 15, "the chrooted client's hosts")
+                await wait_for(lambda: len(zk.hosts) == 5, 1.0, "the chrooted client's hosts")
+                joined = time.monotonic() - started
                 assert HostPort("127.0.0.1", ens.members[index].port) in zk.hosts
                 assert zk.chroot == "/tenant"
                 await zk.create("/inside", b"x")
                 assert (await admin.get("/tenant/inside"))[0] == b"x"
             finally:
                 await admin.reconfig(leaving=[ens.server_id(index)])
+                started = time.monotonic()
                 ens.remove_member(index)
-            await wait_for(lambda: len(zk.hosts) == 4, 15, "the member left the hosts")
+            await wait_for(lambda: len(zk.hosts) == 4, 1.0, "the member left the hosts")
+            left = time.monotonic() - started
+            print(f"chrooted client followed the join in {joined * 1000:.0f} ms, "
+                  f"the leave in {left * 1000:.0f} ms")
             await zk.delete("/inside")
+
+
+async def test_a_chrooted_watch_on_the_config_sees_the_real_node(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    """watch("/zookeeper/config") on a chrooted client arms the watch on the real node (not
+    on <chroot>/zookeeper/config) and its events match it, with the path unchanged."""
+    ens = ensemble_3_1
+    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+        async with AsyncClient(ens.connect_string + "/tenant2", track_ensemble=False) as zk:
+            stream = zk.watch(CONFIG_PATH)
+            try:
+                async with asyncio.timeout(10):
+                    first = await anext(stream)
+                    assert first.path == CONFIG_PATH
+                    assert first.data is not None
+                    before = parse_config(first.data)
+                    assert len(before.members) == 4
+                    index = ens.add_member()
+                    try:
+                        await admin.reconfig(joining=[ens.server_line(index)])
+                        started = time.monotonic()
+                        changed = await asyncio.wait_for(anext(stream), 1.0)
+                        took = time.monotonic() - started
+                    finally:
+                        await admin.reconfig(leaving=[ens.server_id(index)])
+                        ens.remove_member(index)
+                assert changed.path == CONFIG_PATH
+                assert changed.data is not None
+                after = parse_config(changed.data)
+                assert len(after.members) == 5 and after.version > before.version
+                print(f"config change seen through the chroot in {took * 1000:.0f} ms")
+            finally:
+                await stream.aclose()

@@ -23,6 +23,11 @@ A move drops the connection (after a small random delay, so a fleet told at once
 not reconnect at once) and the supervisor opens the next one on the chosen host: the
 session is resumed, watches restored; requests in flight fail with ConnectionLossError.
 
+``/zookeeper/config`` is outside the chroot, as in the Java client: :func:`server_path`
+and :func:`client_path` are the chroot mapping of every watched path (the subscriptions
+and the engine use them), so a chrooted client watches the real config node and the
+tracker needs no polling.
+
 A connect string that names no member (a load balancer, a DNS alias) is left alone:
 replacing it with the members' addresses could bypass what the operator put in front.
 The tracker logs that once and stops.
@@ -37,6 +42,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from .. import paths as _paths
 from ..errors import (
     ClientClosedError,
     ConnectionLossError,
@@ -76,16 +82,32 @@ __all__ = (
     "EnsembleTracker",
     "Member",
     "choose_move",
+    "client_path",
     "get_config",
     "parse_config",
     "reconfig",
+    "server_path",
 )
 
 log = logging.getLogger("zkwarden.ensemble")
 
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
-#: seconds between reads of the config when it cannot be watched (a chroot: see below)
-_POLL_INTERVAL = 5.0
+
+
+def server_path(chroot: str, path: str) -> str:
+    """The server path of a client path: under the chroot, except ``/zookeeper/config``,
+    which the chroot never applies to (the Java client's getConfig). Raises nothing."""
+    if path == CONFIG_PATH:
+        return path
+    return _paths.add_chroot(chroot, path)
+
+
+def client_path(chroot: str, path: str) -> str:
+    """The client path of a server path (a notification's): the inverse of
+    :func:`server_path`. Raises nothing."""
+    if path == CONFIG_PATH:
+        return path
+    return _paths.strip_chroot(chroot, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,13 +382,6 @@ class EnsembleTracker:
         client = self._client
         while self.active and not client.closed:
             try:
-                if self._engine.chroot:
-                    # A watch goes through the chroot mapping, which would put it on
-                    # <chroot>/zookeeper/config: read it on every connection and poll.
-                    await client.wait_connected()
-                    self.apply(await get_config(self._engine))
-                    await asyncio.sleep(_POLL_INTERVAL)
-                    continue
                 async for event in client.watch(CONFIG_PATH, "data"):
                     if event.data is not None:
                         self.apply(parse_config(event.data))
