@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import pytest
 from chaos._support import wait_for
 
 from zkwarden import AsyncClient, Client
-from zkwarden._aio.ensemble import CONFIG_PATH, parse_config
+from zkwarden._aio.ensemble import CONFIG_PATH, EnsembleConfig, parse_config
 from zkwarden.errors import (
     BadVersionError,
     InvalidArgumentError,
@@ -205,3 +206,52 @@ async def test_a_chrooted_watch_on_the_config_sees_the_real_node(
                 print(f"config change seen through the chroot in {took * 1000:.0f} ms")
             finally:
                 await stream.aclose()
+
+
+async def test_get_config_with_watch_follows_later_configs(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    """get_config(watch=fn) returns the config and calls fn with each later one (async on
+    the loop, the blocking twin on a dispatcher thread), chroot or not; returning False
+    stops it."""
+    ens = ensemble_3_1
+    seen: list[EnsembleConfig] = []
+    seen_sync: list[EnsembleConfig] = []
+    stopper: list[EnsembleConfig] = []
+    threads: set[str] = set()
+
+    def on_sync(config: EnsembleConfig) -> None:
+        threads.add(threading.current_thread().name)
+        seen_sync.append(config)
+
+    def stop_after_one(config: EnsembleConfig) -> bool:
+        stopper.append(config)
+        return False
+
+    sync_zk = Client(ens.connect_string + "/tenant3", track_ensemble=False)
+    await asyncio.to_thread(sync_zk.start, 10)
+    try:
+        async with (AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin,
+                    AsyncClient(ens.connect_string + "/tenant3", track_ensemble=False) as zk):
+            now = await zk.get_config(watch=seen.append)
+            await zk.get_config(watch=stop_after_one)
+            now_sync = await asyncio.to_thread(sync_zk.get_config, on_sync, timeout=10)
+            assert len(now.members) == len(now_sync.members) == 4 and not seen
+            index = ens.add_member()
+            try:
+                joined = await admin.reconfig(joining=[ens.server_line(index)])
+                await wait_for(lambda: len(seen) == 1 and len(seen_sync) == 1, 1.0,
+                               "the watch callbacks got the new config")
+                assert seen[0].version == seen_sync[0].version == joined.version
+                assert len(seen[0].members) == 5
+            finally:
+                left = await admin.reconfig(leaving=[ens.server_id(index)])
+                ens.remove_member(index)
+            await wait_for(lambda: len(seen) == 2 and len(seen_sync) == 2, 1.0,
+                           "the callbacks followed a second change")
+            assert seen[1].version == seen_sync[1].version == left.version
+            assert len(seen[1].members) == 4
+            assert len(stopper) == 1  # returned False: not called again
+            assert threading.main_thread().name not in threads
+    finally:
+        await asyncio.to_thread(sync_zk.close)

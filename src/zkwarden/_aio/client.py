@@ -43,7 +43,7 @@ from ..types import (
 from . import compound
 from .closer import Closer
 from .engine import SessionEngine
-from .ensemble import EnsembleConfig, EnsembleTracker, get_config, reconfig
+from .ensemble import EnsembleConfig, EnsembleTracker, get_config, reconfig, watch_config
 from .options import auth_bytes
 from .requests import create_request
 from .retry import Backoff
@@ -556,15 +556,26 @@ class AsyncClient:
 
         return await retry(self, fn, *args, policy=policy, **kwargs)
 
-    async def get_config(self) -> EnsembleConfig:
+    async def get_config(
+        self, watch: Callable[[EnsembleConfig], object] | None = None
+    ) -> EnsembleConfig:
         """The ensemble's configuration (``/zookeeper/config``, never under the chroot):
-        members, roles, client addresses, version. Watch it with
-        ``zk.watch("/zookeeper/config")`` (without a chroot).
+        members, roles, client addresses, version.
+
+        ``watch``: a callable (kazoo's ``watch=``, Curator's ``usingWatcher``) called with
+        every LATER configuration, in order, on the event loop (it must not block); the
+        read that returns the config arms the watch in the same request, so no change
+        falls between them. Unlike a one-shot watch it keeps following (re-armed after
+        each change, across reconnects and new sessions) until the client closes or the
+        callback returns False; a burst of changes may be coalesced, the last is always
+        delivered. ``zk.watch("/zookeeper/config")`` gives the raw events as a stream.
 
         Raises:
             InvalidArgumentError (a malformed config), NoAuthError, ConnectionLossError,
             SessionExpiredError, ClientClosedError.
         """
+        if watch is not None:
+            return await watch_config(self, watch)
         return await get_config(self._engine)
 
     async def reconfig(

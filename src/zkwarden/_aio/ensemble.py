@@ -85,6 +85,7 @@ __all__ = (
     "client_path",
     "get_config",
     "parse_config",
+    "watch_config",
     "reconfig",
     "server_path",
 )
@@ -258,6 +259,75 @@ async def get_config(engine: SessionEngine) -> EnsembleConfig:
 
     data, stat = await engine.call(GetData(CONFIG_PATH), CONFIG_PATH)
     return parse_config(data, stat)
+
+
+#: callbacks of get_config(watch=...) being followed (the loop holds tasks only weakly)
+_FOLLOWERS: set[asyncio.Task[None]] = set()
+
+
+async def watch_config(client: TrackedClient,
+                       callback: Callable[[EnsembleConfig], object]) -> EnsembleConfig:
+    """Read ``/zookeeper/config`` with a watch armed by the same request; return it and
+    call ``callback(config)`` on the loop for every later configuration, in order
+    (changes made in a burst may be coalesced: the last one is always delivered). The
+    following survives reconnects and new sessions; it stops when the client closes or
+    ``callback`` returns False. An exception in ``callback`` is logged.
+
+    Raises:
+        InvalidArgumentError (a malformed config), NoAuthError, ConnectionLossError,
+        SessionExpiredError, ClientClosedError.
+    """
+    stream = client.watch(CONFIG_PATH, "data")
+    try:
+        first = await anext(stream)
+        config = parse_config(first.data or b"", first.stat)
+    except BaseException:
+        await _close(stream)
+        raise
+    task = asyncio.get_running_loop().create_task(
+        _follow(client, stream, config.version, callback), name="zkwarden-config-watch")
+    _FOLLOWERS.add(task)
+    task.add_done_callback(_FOLLOWERS.discard)
+    return config
+
+
+async def _close(stream: AsyncIterator[WatchEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _follow(client: TrackedClient, stream: AsyncIterator[WatchEvent], version: int,
+                  callback: Callable[[EnsembleConfig], object]) -> None:
+    try:
+        while True:
+            try:
+                async for event in stream:
+                    if event.data is None:
+                        continue
+                    config = parse_config(event.data, event.stat)
+                    if config.version == version:
+                        continue  # the first read of a new session: nothing changed
+                    version = config.version
+                    try:
+                        if callback(config) is False:
+                            return
+                    except Exception:
+                        log.exception("config watch callback %r raised", callback)
+            except SessionExpiredError:
+                # The watch went with the session; the next session's first read re-arms
+                # it and reports what changed meanwhile.
+                await _close(stream)
+                stream = client.watch(CONFIG_PATH, "data")
+                continue
+            except ClientClosedError:
+                return
+            except InvalidArgumentError as exc:
+                log.warning("config watch: %s", exc)
+                continue
+            return
+    finally:
+        await _close(stream)
 
 
 def _join(items: Sequence[str | int] | None, name: str) -> str | None:

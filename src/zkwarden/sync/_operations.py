@@ -17,6 +17,7 @@ from .._aio.ensemble import EnsembleConfig
 from ..errors import ZooKeeperError
 from ..protocol.records import ClientInfo
 from ..types import ACL, Stat, WatcherType
+from ._dispatch import Channel, Dispatcher
 from .transaction import Transaction
 
 __all__ = ("Operations",)
@@ -28,6 +29,7 @@ class Operations:
     """Mixin of :class:`~zkwarden.Client`: the ZooKeeper operations, blocking."""
 
     _aio: AsyncClient
+    _dispatcher: Dispatcher
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
         raise NotImplementedError  # provided by Client
@@ -214,15 +216,42 @@ class Operations:
         return self._call(self._aio.get_all_children_number(path), timeout,
                           "get_all_children_number")
 
-    def get_config(self, *, timeout: float | None = None) -> EnsembleConfig:
+    def get_config(
+        self,
+        watch: Callable[[EnsembleConfig], object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> EnsembleConfig:
         """The ensemble's configuration (``/zookeeper/config``, never under the chroot):
         members, roles, client addresses, version.
+
+        ``watch``: called with every later configuration, in order, on a dispatcher thread
+        (it may block; later configs then wait, coalesced to the newest), until the client
+        closes or it returns False (see :meth:`zkwarden.AsyncClient.get_config`).
 
         Raises:
             InvalidArgumentError (a malformed config), NoAuthError, RequestTimeoutError,
             ConnectionLossError, SessionExpiredError, ClientClosedError, ForkedClientError.
         """
-        return self._call(self._aio.get_config(), timeout, "get_config")
+        if watch is None:
+            return self._call(self._aio.get_config(), timeout, "get_config")
+        self._check_fork()
+        user = watch
+        channel = Channel(f"config watch {user!r}", coalesce=True)
+        stopped = False
+
+        def run(config: EnsembleConfig) -> None:  # on a dispatcher thread
+            nonlocal stopped
+            if not stopped and user(config) is False:
+                stopped = True
+
+        def on_loop(config: EnsembleConfig) -> bool:  # never user code on the loop
+            if stopped:
+                return False
+            self._dispatcher.post(channel, run, config, droppable=True)
+            return True
+
+        return self._call(self._aio.get_config(on_loop), timeout, "get_config")
 
     def reconfig(
         self,
