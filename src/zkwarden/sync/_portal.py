@@ -1,15 +1,14 @@
 """One asyncio event loop on one daemon thread, and blocking calls into it.
 
 Every ``Client`` method is ``portal.run(coroutine, timeout)``: the coroutine runs as a task
-on the loop thread while the caller's thread blocks on a lock that the task's
-done-callback releases. The loop thread never runs user code, so a blocking caller can
+on the loop thread while the caller's thread blocks on a lock that the task releases as
+its last step. The loop thread never runs user code, so a blocking caller can
 never deadlock it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -67,8 +66,11 @@ class Portal:
             except Exception:
                 log.exception("error while shutting down the client's event loop")
             finally:
-                # A task that ignored cancellation: its caller must not wait forever.
+                # A task that ignored cancellation, or was cancelled before it started:
+                # its caller must not wait forever.
                 for call in list(self._pending):
+                    if not call.started:
+                        call.coro.close()
                     call.finish(None, ClientClosedError("client closed"))
                 self._pending.clear()
                 asyncio.set_event_loop(None)
@@ -102,12 +104,12 @@ class Portal:
                 "blocking Client call on the client's own event-loop thread; use the "
                 "AsyncClient from coroutines running there"
             )
-        call = _Call()
+        call = _Call(coro)
         with self._lock:
             if self._stopped:
                 coro.close()
                 raise ClientClosedError("client is closed")
-            self._loop.call_soon_threadsafe(self._start, coro, call)
+            self._loop.call_soon_threadsafe(self._start, call)
         try:
             if not call.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
                 # Lost the race by a hair? Then the result is there: return it.
@@ -129,27 +131,49 @@ class Portal:
 
     # Why not asyncio.run_coroutine_threadsafe: its concurrent.futures.Future, chained
     # through callbacks, costs about a third of the facade's per-call overhead; a task
-    # plus a lock released by its done-callback is all a blocking call needs.
+    # plus a lock is all a blocking call needs. The task releases the lock itself, as its
+    # last step (_drive), rather than from a done-callback: that callback would run one
+    # loop iteration later, a turn of the loop (and a poll of the selector) per call.
 
-    def _start(self, coro: Coroutine[Any, Any, Any], call: _Call) -> None:
+    def _start(self, call: _Call) -> None:
         if call.cancelled:
-            coro.close()
+            call.coro.close()
             call.finish(None, asyncio.CancelledError())
             return
-        task = self._loop.create_task(coro)
-        call.task = task
+        call.task = self._loop.create_task(self._drive(call))
         self._pending.add(call)
-        task.add_done_callback(functools.partial(self._task_done, call))
 
-    def _task_done(self, call: _Call, task: asyncio.Task[Any]) -> None:
-        self._pending.discard(call)
-        call.task_done(task)
+    async def _drive(self, call: _Call) -> None:
+        # Not reached when the task is cancelled before its first step: _Call.cancel and
+        # the shutdown in _run answer the caller and close the coroutine then.
+        call.started = True
+        try:
+            result = await call.coro
+        except BaseException as exc:
+            call.finish(None, exc)
+            if not isinstance(exc, Exception):  # cancelled, or the loop must stop
+                raise
+        else:
+            call.finish(result, None)
+        finally:
+            self._pending.discard(call)
 
     def _cancel_soon(self, call: _Call) -> None:
         with self._lock:
             if self._stopped:
                 return  # the loop cancels and answers every pending call when it stops
-            self._loop.call_soon_threadsafe(call.cancel)
+            self._loop.call_soon_threadsafe(self._cancel, call)
+
+    def _cancel(self, call: _Call) -> None:  # on the loop thread
+        call.cancelled = True
+        if call.task is None:
+            return  # not started yet: _start sees ``cancelled``
+        call.task.cancel()
+        if not call.started:
+            # Its first step will throw into _drive before its body runs: answer now.
+            call.coro.close()
+            call.finish(None, asyncio.CancelledError())
+            self._pending.discard(call)
 
     def call_soon(self, fn: Callable[[], object]) -> bool:
         """Run ``fn()`` on the loop thread soon; False when the loop is stopped."""
@@ -182,17 +206,19 @@ class Portal:
 
 
 class _Call:
-    """One blocking call: the caller waits on ``done``, released by the task's callback."""
+    """One blocking call: the caller waits on ``done``, released when the task finishes."""
 
-    __slots__ = ("done", "result", "error", "task", "cancelled", "finished")
+    __slots__ = ("coro", "done", "result", "error", "task", "cancelled", "started", "finished")
 
-    def __init__(self) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
         self.done = threading.Lock()
         self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
-        self.task: asyncio.Task[Any] | None = None
+        self.task: asyncio.Task[None] | None = None
         self.cancelled = False
+        self.started = False
         self.finished = False
 
     def finish(self, result: Any, error: BaseException | None) -> None:
@@ -201,14 +227,3 @@ class _Call:
         self.result, self.error, self.finished = result, error, True
         self.done.release()
 
-    def task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self.finish(None, asyncio.CancelledError())
-            return
-        error = task.exception()
-        self.finish(None if error is not None else task.result(), error)
-
-    def cancel(self) -> None:  # on the loop thread
-        self.cancelled = True
-        if self.task is not None:
-            self.task.cancel()
