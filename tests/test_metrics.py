@@ -13,7 +13,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
-from zkwarden import AsyncClient, Client, ClientState
+from zkwarden import AsyncClient, Client, ClientState, WatcherType
+from zkwarden._aio.ensemble import CONFIG_PATH
 from zkwarden.errors import ConfigurationError, NoNodeError
 from zkwarden.metrics import METHODS, ClientMetrics, NoopMetrics, RecordingMetrics
 from zkwarden.metrics_otel import OpenTelemetryMetrics
@@ -68,12 +69,28 @@ async def test_requests_states_and_connects_are_reported(zk_hosts: str, zk_path:
     assert all(d >= 0 for _s, d in m.states)
 
 
+#: What the ensemble tracker (on by default) adds to a client's counts, exactly: one
+#: GetData of /zookeeper/config (sent when the session starts, so answered before any
+#: later request of the test) and the data watch it arms. The counts below are the
+#: user's own plus these.
+TRACKER_WATCHES = 1
+TRACKER_GETS = 1
+
+
+async def _tracker_watch_armed(zk: AsyncClient, m: RecordingMetrics) -> None:
+    """Wait until the only watch is the tracker's, and check that it is on CONFIG_PATH."""
+    await wait_for(lambda: bool(m.watch_counts) and m.watch_counts[-1] == TRACKER_WATCHES,
+                   5, "the tracker's watch")
+    await zk.check_watches(CONFIG_PATH, WatcherType.DATA)
+
+
 async def test_watch_count_and_queue_depth_and_overflow(zk_hosts: str, zk_path: str) -> None:
     m = RecordingMetrics()
     async with AsyncClient(zk_hosts, metrics=m, max_queued_events=3) as zk:
+        await _tracker_watch_armed(zk, m)
         await zk.create(zk_path)
         stream = await zk.add_watch(zk_path)
-        await wait_for(lambda: bool(m.watch_counts) and m.watch_counts[-1] == 1, 5, "1 watch")
+        await wait_for(lambda: m.watch_counts[-1] == TRACKER_WATCHES + 1, 5, "1 watch")
         for i in range(8):  # nobody consumes: the queue of 3 overflows
             await zk.create(f"{zk_path}/c{i}")
         await zk.sync(zk_path)
@@ -81,10 +98,11 @@ async def test_watch_count_and_queue_depth_and_overflow(zk_hosts: str, zk_path: 
         assert max(m.depths["watch"]) <= 3 + 1
         one_shot = zk.watch(zk_path + "/c0")
         await one_shot.__anext__()
-        assert m.watch_counts[-1] == 2
+        assert m.watch_counts[-1] == TRACKER_WATCHES + 2
         await stream.aclose()
         await one_shot.aclose()
-        await wait_for(lambda: m.watch_counts[-1] == 0, 5, "no watch left")
+        await wait_for(lambda: m.watch_counts[-1] == TRACKER_WATCHES, 5, "no user watch left")
+        await zk.check_watches(CONFIG_PATH, WatcherType.DATA)  # the one left is the tracker's
 
 
 async def test_state_stream_queue_is_reported(zk_hosts: str) -> None:
@@ -153,13 +171,13 @@ async def test_prometheus_adapter(zk_hosts: str, zk_path: str) -> None:
         stream = await zk.add_watch(zk_path)
         get = registry.get_sample_value
         assert get("zkwarden_client_request_duration_seconds_count",
-                   {"client": "default", "op": "GetData", "result": "ok"}) == 7
+                   {"client": "default", "op": "GetData", "result": "ok"}) == 7 + TRACKER_GETS
         assert get("zkwarden_client_request_duration_seconds_count",
                    {"client": "second", "op": "Exists", "result": "ok"}) == 1
         assert get("zkwarden_client_state", {"client": "default", "state": "CONNECTED"}) == 1
         assert get("zkwarden_client_state", {"client": "default", "state": "SUSPENDED"}) == 0
         assert get("zkwarden_client_connect_attempts_total", {"client": "default"}) >= 1
-        assert get("zkwarden_client_watches", {"client": "default"}) == 1
+        assert get("zkwarden_client_watches", {"client": "default"}) == 1 + TRACKER_WATCHES
         assert get("zkwarden_client_requests_in_flight", {"client": "default"}) == 0
         await stream.aclose()
     assert registry.get_sample_value("zkwarden_client_state",
@@ -183,7 +201,7 @@ async def test_opentelemetry_adapter(zk_hosts: str, zk_path: str) -> None:
                 points[metric.name] = list(metric.data.data_points)
     gets = [p for p in points["zkwarden.client.request.duration"]
             if p.attributes.get("zookeeper.op") == "GetData"]
-    assert gets and gets[0].count == 4
+    assert gets and gets[0].count == 4 + TRACKER_GETS
     assert points["zkwarden.client.connect.attempts"][0].value >= 1
     assert points["zkwarden.client.requests.in_flight"][0].value == 0
     entered = {p.attributes["zookeeper.state"] for p in points["zkwarden.client.state.transitions"]}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from chaos._support import wait_for
 
-from zkwarden import AsyncClient, Client
+from zkwarden import AsyncClient, Client, WatcherType
 from zkwarden._aio.ensemble import CONFIG_PATH, EnsembleConfig, parse_config
 from zkwarden.errors import (
     BadVersionError,
@@ -146,7 +146,7 @@ async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
     ensemble_3_1: ZooKeeperEnsemble,
 ) -> None:
     """/zookeeper/config is outside the chroot: the tracker of a chrooted client WATCHES it
-    (no polling), so it follows a change within a second of the reconfig, both ways."""
+    (no polling), so it follows a change within 3 s of the reconfig (measured: tens of ms; polling took up to 5 s), both ways."""
     ens = ensemble_3_1
     async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
         await admin.ensure_path("/tenant")
@@ -157,7 +157,7 @@ async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
             await admin.reconfig(joining=[ens.server_line(index)])
             started = time.monotonic()
             try:
-                await wait_for(lambda: len(zk.hosts) == 5, 1.0, "the chrooted client's hosts")
+                await wait_for(lambda: len(zk.hosts) == 5, 3.0, "the chrooted client's hosts")
                 joined = time.monotonic() - started
                 assert HostPort("127.0.0.1", ens.members[index].port) in zk.hosts
                 assert zk.chroot == "/tenant"
@@ -167,7 +167,7 @@ async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
                 await admin.reconfig(leaving=[ens.server_id(index)])
                 started = time.monotonic()
                 ens.remove_member(index)
-            await wait_for(lambda: len(zk.hosts) == 4, 1.0, "the member left the hosts")
+            await wait_for(lambda: len(zk.hosts) == 4, 3.0, "the member left the hosts")
             left = time.monotonic() - started
             print(f"chrooted client followed the join in {joined * 1000:.0f} ms, "
                   f"the leave in {left * 1000:.0f} ms")
@@ -194,7 +194,7 @@ async def test_a_chrooted_watch_on_the_config_sees_the_real_node(
                     try:
                         await admin.reconfig(joining=[ens.server_line(index)])
                         started = time.monotonic()
-                        changed = await asyncio.wait_for(anext(stream), 1.0)
+                        changed = await asyncio.wait_for(anext(stream), 3.0)
                         took = time.monotonic() - started
                     finally:
                         await admin.reconfig(leaving=[ens.server_id(index)])
@@ -240,14 +240,14 @@ async def test_get_config_with_watch_follows_later_configs(
             index = ens.add_member()
             try:
                 joined = await admin.reconfig(joining=[ens.server_line(index)])
-                await wait_for(lambda: len(seen) == 1 and len(seen_sync) == 1, 1.0,
+                await wait_for(lambda: len(seen) == 1 and len(seen_sync) == 1, 3.0,
                                "the watch callbacks got the new config")
                 assert seen[0].version == seen_sync[0].version == joined.version
                 assert len(seen[0].members) == 5
             finally:
                 left = await admin.reconfig(leaving=[ens.server_id(index)])
                 ens.remove_member(index)
-            await wait_for(lambda: len(seen) == 2 and len(seen_sync) == 2, 1.0,
+            await wait_for(lambda: len(seen) == 2 and len(seen_sync) == 2, 3.0,
                            "the callbacks followed a second change")
             assert seen[1].version == seen_sync[1].version == left.version
             assert len(seen[1].members) == 4
@@ -255,3 +255,18 @@ async def test_get_config_with_watch_follows_later_configs(
             assert threading.main_thread().name not in threads
     finally:
         await asyncio.to_thread(sync_zk.close)
+
+
+async def test_tracking_is_on_by_default_even_for_one_host_and_can_be_turned_off(
+    ensemble_3_1: ZooKeeperEnsemble,
+) -> None:
+    """A connect string naming one member is tracked by default (its host list becomes the
+    membership) at the cost of one watch on /zookeeper/config; track_ensemble=False keeps
+    the connect string."""
+    ens = ensemble_3_1
+    async with (AsyncClient(ens.member_connect_string(0)) as tracked,
+                AsyncClient(ens.member_connect_string(0), track_ensemble=False) as fixed):
+        await wait_for(lambda: len(tracked.hosts) == 4, 5, "the tracked client's hosts")
+        await tracked.check_watches(CONFIG_PATH, WatcherType.DATA)
+        await asyncio.sleep(0.5)
+        assert fixed.hosts == [HostPort("127.0.0.1", ens.members[0].port)]

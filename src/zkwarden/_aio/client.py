@@ -68,10 +68,11 @@ class AsyncClient:
     type NONE saying events were lost, and re-reads. ``default_acl``: the ACL of nodes
     created with ``acl=None`` (create, ensure_path, transactions; default: open).
     ``metrics``: an object the client reports requests, states, watches and queues to
-    (:mod:`zkwarden.metrics`). ``track_ensemble``: follow ``/zookeeper/config`` and keep
-    the host list equal to the ensemble's members, rebalancing when it changes
-    (:mod:`zkwarden._aio.ensemble`); None (default) tracks when the connect string names
-    more than one server.
+    (:mod:`zkwarden.metrics`). ``track_ensemble`` (default True; None means True): follow
+    ``/zookeeper/config`` and keep the host list equal to the ensemble's members,
+    rebalancing when it changes (:mod:`zkwarden._aio.ensemble`). It costs one GetData and
+    one data watch per session (re-read after each change); a connect string that names
+    no member (a load balancer) is left alone, with one log line. False turns it off.
 
     Raises (constructor):
         ConfigurationError: bad connect string, timeout, size, auth spec or metrics hook.
@@ -96,7 +97,7 @@ class AsyncClient:
         max_queued_events: int = 10_000,
         default_acl: Sequence[ACL] | None = None,
         metrics: ClientMetrics | None = None,
-        track_ensemble: bool | None = None,
+        track_ensemble: bool | None = True,
     ) -> None:
         if default_acl is not None and not tuple(default_acl):
             raise InvalidArgumentError("default_acl must not be empty")
@@ -114,8 +115,10 @@ class AsyncClient:
         self._engine.hooks = self._subs
         self._engine.on_fatal = self._closer.begin
         self._engine.metrics = check_metrics(metrics)
+        # On by default for any connect string, one host included (issue 15); None is
+        # what the blocking facade passes by default.
         if track_ensemble is None:
-            track_ensemble = len(self._engine.hosts) > 1
+            track_ensemble = True
         self._tracker = (EnsembleTracker(self, self._engine, self._supervisor)
                          if track_ensemble else None)
 

@@ -127,6 +127,8 @@ class Subscriptions:
             if self.engine.watches.holds(kind, server_path, sub):
                 self.engine.watches.remove(kind, server_path, sub)
                 armed.append(kind)
+        if armed and self.engine.metrics is not None:  # the gauge follows the table
+            self.engine.metrics.watches(self.engine.watches.count())
         return armed
 
     async def remove_one_shot_watches(self, path: str, kinds: Sequence[WatchKind]) -> None:
