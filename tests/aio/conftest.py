@@ -9,14 +9,16 @@ from zkwarden import AsyncClient, Client
 
 
 async def _started(kind: str, hosts: str) -> Any:
+    # These tests look at the client's own watch tables ("nothing left behind"): the
+    # ensemble tracker's watch on /zookeeper/config (tests/ensemble covers it) stays out.
     if kind == "sync":
         # The same test bodies through the blocking facade (tests/_sync_adapter.py).
         from _sync_adapter import AsyncFacade
 
-        facade = AsyncFacade(Client(hosts, session_timeout=4.0))
+        facade = AsyncFacade(Client(hosts, session_timeout=4.0, track_ensemble=False))
         await facade.start()
         return facade
-    client = AsyncClient(hosts, session_timeout=4.0)
+    client = AsyncClient(hosts, session_timeout=4.0, track_ensemble=False)
     await client.start()
     return client
 

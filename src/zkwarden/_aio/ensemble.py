@@ -59,6 +59,16 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 
+class ConfigStream(Protocol):
+    """The watch stream the tracker reads (a WatchStream)."""
+
+    def __aiter__(self) -> ConfigStream: ...
+
+    async def __anext__(self) -> WatchEvent: ...
+
+    async def aclose(self) -> None: ...
+
+
 class TrackedClient(Protocol):
     """What the tracker uses of its client (AsyncClient has it; no import: the client
     imports this module)."""
@@ -72,7 +82,7 @@ class TrackedClient(Protocol):
     async def wait_connected(self, timeout: float | None = None) -> None: ...
 
     def watch(self, path: str, kind: Literal["data", "exists", "children"] = "data"
-              ) -> AsyncIterator[WatchEvent]: ...
+              ) -> ConfigStream: ...
 
     def add_listener(self, fn: Callable[[ClientStateChange], object]) -> None: ...
 
@@ -451,8 +461,9 @@ class EnsembleTracker:
     async def _run(self) -> None:
         client = self._client
         while self.active and not client.closed:
+            stream = client.watch(CONFIG_PATH, "data")
             try:
-                async for event in client.watch(CONFIG_PATH, "data"):
+                async for event in stream:
                     if event.data is not None:
                         self.apply(parse_config(event.data))
                     if not self.active:
@@ -468,6 +479,9 @@ class EnsembleTracker:
             except Exception:  # a bug must not go unseen, nor kill tracking silently
                 log.exception("ensemble tracking failed; it is off for this client")
                 return
+            finally:
+                # Tracking off (or ended): its watch goes too, not at garbage collection.
+                await stream.aclose()
 
     def apply(self, config: EnsembleConfig) -> None:
         """Take a new configuration: update the host list, maybe move. Raises nothing."""

@@ -149,7 +149,7 @@ class Client(Operations, Watches):
         max_queued_events: int = DEFAULT_MAX_QUEUED,
         default_acl: Sequence[ACL] | None = None,
         metrics: ClientMetrics | None = None,
-        track_ensemble: bool | None = None,
+        track_ensemble: bool = True,
     ) -> None:
         for name, value in (("max_callback_threads", max_callback_threads),
                             ("max_queued_events", max_queued_events)):
