@@ -23,6 +23,9 @@ async def make_client(zk_hosts: str) -> AsyncIterator[ClientFactory]:
 
     async def make(hosts: str | None = None, **kwargs: object) -> AsyncClient:
         kwargs.setdefault("session_timeout", 2.0)
+        # The cache tests count watches and reads: the ensemble tracker's own watch and
+        # read of /zookeeper/config stay out of them (tests/ensemble covers tracking).
+        kwargs.setdefault("track_ensemble", False)
         client = AsyncClient(hosts or zk_hosts, **kwargs)  # type: ignore[arg-type]
         made.append(client)
         await client.start()

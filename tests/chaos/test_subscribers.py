@@ -50,7 +50,9 @@ async def test_200_tasks_subscribe_at_once_while_the_node_changes(
     loop_errors = LoopErrors().install()
     path = f"{zk_path}/hot"
     final = str(WRITES).encode()
-    async with AsyncClient(chaos_server.connect_string, session_timeout=10.0) as client, \
+    # track_ensemble=False: the subscriber count below is of this test's streams only
+    async with AsyncClient(chaos_server.connect_string, session_timeout=10.0,
+                           track_ensemble=False) as client, \
             AsyncClient(chaos_server.connect_string, session_timeout=10.0) as writer:
         await writer.create(path, b"0", makepath=True)
         go = asyncio.Event()

@@ -35,6 +35,9 @@ async def make_client(recipe_server: ZooKeeperServer) -> AsyncIterator[ClientFac
 
     async def make(connect_string: str | None = None, session_timeout: float = 4.0,
                    **options: object) -> AsyncClient:
+        # The recipe tests count watches on the server: the ensemble tracker's own watch on
+        # /zookeeper/config is kept out of them (tests/ensemble covers tracking).
+        options.setdefault("track_ensemble", False)
         client = AsyncClient(connect_string or recipe_server.connect_string,
                              session_timeout=session_timeout, **options)  # type: ignore[arg-type]
         clients.append(client)
