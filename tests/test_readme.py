@@ -271,9 +271,12 @@ def _shell_env(hosts: str) -> dict[str, str]:
 
 
 def _run_shell(block: Block, hosts: str, cwd: Path) -> None:
+    # The README's port (in a connect string, a tcpdump filter, decode --port) is the test
+    # server's: a capture of every port would also take the rest of a parallel test run.
+    port = hosts.rsplit(":", 1)[1]
     script = (
         f'zkwarden() {{ {shlex.quote(sys.executable)} -m zkwarden "$@"; }}\n'
-        + block.text.replace(README_HOSTS, hosts)
+        + block.text.replace(README_HOSTS, hosts).replace("2181", port)
     )
     try:
         proc = subprocess.run(
