@@ -119,6 +119,42 @@ _build_lock = threading.Lock()
 _built: dict[str, CuratorTool] = {}
 
 
+def compile_java(
+    java: str, source: Path, classpath: list[str], key: str, cache_dir: Path | None, name: str
+) -> Path:
+    """Compile ``source`` against ``classpath`` into a cache directory keyed by ``key``
+    (once: every pytest worker and session reuses it); return the classes directory.
+
+    Raises:
+        CuratorNotFoundError: javac is missing.
+        CuratorToolError: javac failed.
+    """
+    root = cache_dir or Path(tempfile.gettempdir()) / f"zkwarden-{name}-{os.getuid()}"
+    classes = root / key
+    if (classes / f"{source.stem}.class").is_file():
+        return classes
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
+    result = subprocess.run(
+        [_find_javac(java), "-nowarn", "-Xlint:-options", "-Xlint:-path", "-encoding", "UTF-8",
+         "-d", str(building), "-cp", os.pathsep.join(classpath), str(source)],
+        capture_output=True,
+        env=_java_env(),
+        timeout=_TIMEOUT * 2,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(building, ignore_errors=True)
+        raise CuratorToolError(
+            f"javac failed on {source.name}:\n" + result.stderr.decode(errors="replace")
+        )
+    try:
+        # Atomic publish; another worker may have won the race, which is fine.
+        os.rename(building, classes)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+    return classes
+
+
 def build_tool(cache_dir: Path | None = None) -> CuratorTool:
     """Compile ``CuratorTool.java`` (if not cached yet) and return a runner for it.
 
@@ -128,45 +164,12 @@ def build_tool(cache_dir: Path | None = None) -> CuratorTool:
     """
     java = find_java()
     classpath = curator_classpath()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + "\0".join(classpath).encode()).hexdigest()[:16]
+    key = hashlib.sha256(SOURCE.read_bytes() + "\0".join(classpath).encode()).hexdigest()[:16]
     with _build_lock:
         tool = _built.get(key)
         if tool is not None:
             return tool
-        root = cache_dir or Path(tempfile.gettempdir()) / f"zkwarden-curator-tool-{os.getuid()}"
-        classes = root / key
-        if not (classes / "CuratorTool.class").is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
-            result = subprocess.run(
-                [
-                    _find_javac(java),
-                    "-nowarn",
-                    "-Xlint:-options",
-                    "-Xlint:-path",
-                    "-encoding",
-                    "UTF-8",
-                    "-d",
-                    str(building),
-                    "-cp",
-                    os.pathsep.join(classpath),
-                    str(SOURCE),
-                ],
-                capture_output=True,
-                env=_java_env(),
-                timeout=_TIMEOUT * 2,
-            )
-            if result.returncode != 0:
-                shutil.rmtree(building, ignore_errors=True)
-                raise CuratorToolError(
-                    "javac failed on CuratorTool.java:\n" + result.stderr.decode(errors="replace")
-                )
-            try:
-                # Atomic publish; another worker may have won the race, which is fine.
-                os.rename(building, classes)
-            except OSError:
-                shutil.rmtree(building, ignore_errors=True)
+        classes = compile_java(java, SOURCE, classpath, key, cache_dir, "curator-tool")
         tool = CuratorTool(java, [str(classes), *classpath])
         _built[key] = tool
         return tool

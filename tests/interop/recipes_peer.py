@@ -16,9 +16,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,9 +27,8 @@ from .curator import (
     JAVA_LIBS,
     CuratorNotFoundError,
     CuratorToolError,
-    _find_javac,
-    _java_env,
     _LineProcess,
+    compile_java,
     curator_classpath,
 )
 
@@ -73,39 +69,7 @@ def build_recipe_tool(cache_dir: Path | None = None) -> RecipeTool:
         tool = _built.get(key)
         if tool is not None:
             return tool
-        root = cache_dir or Path(tempfile.gettempdir()) / f"zkwarden-recipe-tool-{os.getuid()}"
-        classes = root / key
-        if not (classes / "RecipeTool.class").is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
-            result = subprocess.run(
-                [
-                    _find_javac(java),
-                    "-nowarn",
-                    "-Xlint:-options",
-                    "-Xlint:-path",
-                    "-encoding",
-                    "UTF-8",
-                    "-d",
-                    str(building),
-                    "-cp",
-                    os.pathsep.join(classpath),
-                    str(SOURCE),
-                ],
-                capture_output=True,
-                env=_java_env(),
-                timeout=_TIMEOUT * 2,
-            )
-            if result.returncode != 0:
-                shutil.rmtree(building, ignore_errors=True)
-                raise CuratorToolError(
-                    "javac failed on RecipeTool.java:\n" + result.stderr.decode(errors="replace")
-                )
-            try:
-                # Atomic publish; another worker may have won the race, which is fine.
-                os.rename(building, classes)
-            except OSError:
-                shutil.rmtree(building, ignore_errors=True)
+        classes = compile_java(java, SOURCE, classpath, key, cache_dir, "recipe-tool")
         tool = RecipeTool(java, [str(classes), *classpath])
         _built[key] = tool
         return tool
