@@ -31,6 +31,9 @@ class Writer:
     states: StateLog
     acked: dict[str, float] = field(default_factory=dict)  # path -> time acknowledged
     lost: list[str] = field(default_factory=list)  # ConnectionLossError: outcome unknown
+    # SessionExpiredError: the call waited for a connection of a session that was lost
+    # meanwhile (an election longer than the session on a loaded machine): never sent
+    expired: list[str] = field(default_factory=list)
     other: list[tuple[str, BaseException]] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
 
@@ -47,6 +50,8 @@ async def _load(writer: Writer, base: str, stop: asyncio.Event) -> None:
             await asyncio.wait_for(writer.client.create(path, path.encode()), OP_BOUND)
         except errors.ConnectionLossError:
             writer.lost.append(path)
+        except errors.SessionExpiredError:
+            writer.expired.append(path)
         except TimeoutError:
             writer.stuck.append(path)
         except Exception as exc:  # noqa: BLE001 - any other outcome breaks the invariant
@@ -114,6 +119,9 @@ async def test_leader_killed_under_write_load(
         assert not missing, sorted(missing)
         # Whatever is there was written by someone: acknowledged, or reported as lost.
         assert present <= acked | lost, sorted(present - acked - lost)
+        # A call failed because its session was lost while it waited was never applied.
+        expired = {p.rsplit("/", 1)[1] for w in writers for p in w.expired}
+        assert not expired & present, sorted(expired & present)
         for w in writers:
             assert not w.stuck, (w.index, w.stuck)
             assert not w.other, (w.index, w.other)
@@ -136,6 +144,7 @@ async def test_leader_killed_under_write_load(
             acked=len(acked),
             lost_reported=len(lost),
             lost_but_applied=len(lost & present),
+            expired_unapplied=len(expired),
             election_s=t_elected - t_kill,
             stall_max_s=max(stall),
             stall_per_client_s=[round(x, 3) for x in stall],
