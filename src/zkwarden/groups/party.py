@@ -41,6 +41,9 @@ __all__ = ("Party", "MemberJoined", "MemberLeft", "PartyChange")
 
 log = logging.getLogger("zkwarden.groups")
 
+#: members joined and not left (see Party.join)
+_joined: set[Party] = set()
+
 
 @dataclass(frozen=True, slots=True)
 class MemberJoined:
@@ -122,6 +125,10 @@ class Party:
             raise NodeExistsError(f"member {self.identifier!r} of {self.path} is held by "
                                   "another session")
         self._owner = TaskOwner(f"party {self.node}", log)
+        # Joined members stay referenced until they leave (or their client closes): a
+        # member whose object the caller dropped must go on keeping its node, not be
+        # collected with its task in the middle of a read.
+        _joined.add(self)
         self._owner.spawn(self._keep(), name="keep member")
 
     async def leave(self) -> None:
@@ -132,6 +139,7 @@ class Party:
                 deleted now (it goes with the session anyway).
         """
         owner, self._owner = self._owner, None
+        _joined.discard(self)
         if owner is None:
             return
         await owner.aclose()
@@ -264,6 +272,7 @@ class Party:
             except (SessionExpiredError, ConnectionLossError, NoNodeError):
                 pass
             except ClientClosedError:
+                _joined.discard(self)
                 return
             except ZooKeeperError as exc:
                 log.warning("party %s: cannot keep the member node: %s", self.node, exc)
@@ -273,4 +282,5 @@ class Party:
             try:
                 await _wait_session(zk)
             except ClientClosedError:
+                _joined.discard(self)
                 return
