@@ -7,7 +7,8 @@ import re
 
 from .errors import InvalidPathError
 
-__all__ = ("validate", "join", "split", "parent", "basename", "add_chroot", "strip_chroot")
+__all__ = ("validate", "join", "split", "parent", "basename", "add_chroot", "strip_chroot",
+           "CONFIG_PATH", "watch_server_path", "watch_client_path")
 
 
 # The code-unit ranges the server's PathUtils rejects; checking here gives a clear error
@@ -106,3 +107,23 @@ def strip_chroot(chroot: str, server_path: str) -> str:
     if server_path.startswith(chroot + "/"):
         return server_path[len(chroot) :]
     return server_path
+
+
+#: the ensemble's configuration node: outside any chroot for config reads and watches
+CONFIG_PATH = "/zookeeper/config"
+
+
+def watch_server_path(chroot: str, path: str) -> str:
+    """The server path of a watched client path: under the chroot, except
+    ``/zookeeper/config``, which the chroot never applies to (the Java client's getConfig)."""
+    if path == CONFIG_PATH:
+        return path
+    return add_chroot(chroot, path)
+
+
+def watch_client_path(chroot: str, path: str) -> str:
+    """The client path of a notification's server path: the inverse of
+    :func:`watch_server_path`."""
+    if path == CONFIG_PATH:
+        return path
+    return strip_chroot(chroot, path)

@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+from .. import paths as _paths
 from .._ratelimit import RateLimitedLog
 from ..errors import (
     AuthFailedError,
@@ -54,7 +55,6 @@ from ..sasl import SASLOptions
 from ..tls import resolve_tls
 from ..types import ClientState, ClientStateChange
 from .connection import Connection
-from .ensemble import client_path, server_path
 from .events import EVENT_TYPES, KEEPER_STATES, watch_event
 from .options import auth_bytes, forked_since
 from .states import StateChangeStream
@@ -254,7 +254,7 @@ class SessionEngine:
                 # it as one too); as an exist watch, SetWatches would report NodeCreated.
                 kind = WatchKind.DATA
             if kind is not None and (err == 0 or (err == _NO_NODE and kind is WatchKind.EXIST)):
-                self.watches.add(kind, server_path(self.chroot, path), watcher)
+                self.watches.add(kind, _paths.watch_server_path(self.chroot, path), watcher)
                 if self.metrics is not None:
                     self.metrics.watches(self.watches.count())
         if self.metrics is not None:
@@ -295,7 +295,7 @@ class SessionEngine:
             return
         watchers = self.watches.fire(etype, raw.path)
         if watchers:
-            event = watch_event(etype, state, client_path(self.chroot, raw.path),
+            event = watch_event(etype, state, _paths.watch_client_path(self.chroot, raw.path),
                                  msg.zxid)
             for watcher in watchers:
                 watcher.deliver(event)

@@ -105,20 +105,8 @@ log = logging.getLogger("zkwarden.ensemble")
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
-def server_path(chroot: str, path: str) -> str:
-    """The server path of a client path: under the chroot, except ``/zookeeper/config``,
-    which the chroot never applies to (the Java client's getConfig). Raises nothing."""
-    if path == CONFIG_PATH:
-        return path
-    return _paths.add_chroot(chroot, path)
-
-
-def client_path(chroot: str, path: str) -> str:
-    """The client path of a server path (a notification's): the inverse of
-    :func:`server_path`. Raises nothing."""
-    if path == CONFIG_PATH:
-        return path
-    return _paths.strip_chroot(chroot, path)
+server_path = _paths.watch_server_path
+client_path = _paths.watch_client_path
 
 
 @dataclass(frozen=True, slots=True)

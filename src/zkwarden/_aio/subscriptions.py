@@ -12,12 +12,12 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from .. import paths as _paths
 from ..errors import NoNodeError, ZooKeeperError
 from ..protocol import ops
 from ..protocol.ops import WatchKind
 from ..types import Stat, WatcherType
 from .engine import SessionEngine
-from .ensemble import server_path
 from .subscriber import Subscriber
 
 __all__ = ("Subscriptions",)
@@ -71,7 +71,7 @@ class Subscriptions:
 
     def server_path(self, path: str) -> str:
         # /zookeeper/config stays outside the chroot (the mapping lives in ensemble)
-        return server_path(self.engine.chroot, path)
+        return _paths.watch_server_path(self.engine.chroot, path)
 
     def call(self, request: ops.Request, path: str, sub: Subscriber | None = None
              ) -> Awaitable[Any]:

@@ -17,7 +17,7 @@ from .records import read_stat
 __all__ = ("CONFIG_PATH", "ReconfigRequest")
 
 #: the node holding the ensemble's dynamic configuration (never under a chroot)
-CONFIG_PATH = "/zookeeper/config"
+from ..paths import CONFIG_PATH
 
 
 @dataclass(frozen=True, slots=True)
