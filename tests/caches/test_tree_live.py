@@ -140,6 +140,26 @@ async def test_recreated_live_is_removed_then_added(mode: Any, make_client: Any,
     await tree.close()
 
 
+async def test_changes_of_one_batch_come_in_the_servers_order(
+    mode: Any, make_client: Any, zk_path: str
+) -> None:
+    writer, reader = await make_client(), await make_client()
+    root = f"{zk_path}/cfg"
+    await writer.create(f"{root}/a", b"1", makepath=True)
+    await writer.create(f"{root}/c", b"c")
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
+    stream = tree.changes()
+    await next_change(stream)
+    async with writer.transaction() as t:  # one batch of events: a changed, then c gone
+        t.set(f"{root}/a", b"2")
+        t.delete(f"{root}/c")
+    got = [await next_change(stream) for _ in range(2)]
+    assert [(type(c).__name__, c.path) for c in got] == [
+        ("NodeUpdated", f"{root}/a"), ("NodeRemoved", f"{root}/c"),
+    ]
+    await tree.close()
+
+
 async def test_stale_through_outage_then_resynced_with_the_diff(mode: Any,
     make_client: Any, fault_proxy: FaultProxy, zk_path: str
 ) -> None:

@@ -519,30 +519,37 @@ class TreeCache:
         self._resynced(truncated=truncated)
 
     async def _apply(self, events: list[WatchEvent]) -> None:
-        # Coalesce per node: what matters is its state now, read once.
+        # Coalesce per node: what matters is its state now, read once. The changes are
+        # published in the order of each node's last event, as the server made them.
         touched: dict[str, None] = {}
         deleted: set[str] = set()
-        for event in events:
+        last: dict[str, int] = {}
+        for index, event in enumerate(events):
             path = event.path
             if not self._wanted(path):
                 continue
             if event.type is EventType.NODE_DELETED:
                 deleted.add(path)
                 touched.pop(path, None)
+                last[path] = index
             elif event.type in (EventType.NODE_CREATED, EventType.NODE_DATA_CHANGED):
                 deleted.discard(path)
                 touched[path] = None
-        changes: list[TreeChange] = []
+                last[path] = index
+        by_path: dict[str, list[TreeChange]] = {}
         for path in sorted(deleted, key=self._depth, reverse=True):
-            changes.extend(self._drop(path))
+            by_path[path] = self._drop(path)
         if touched:
             targets = list(touched)
             results = await self._client.get_many(targets)
             self.reads += len(targets)
             for path, result in zip(targets, results, strict=True):
-                changes.extend(self._merge(path, result))
+                by_path[path] = self._merge(path, result)
         if self._degraded is not None and len(self._nodes) < 0.9 * self._max_nodes:
             self._want_full = True  # room again: pick up what was left out
+        changes: list[TreeChange] = []
+        for path in sorted(by_path, key=last.__getitem__):
+            changes.extend(by_path[path])
         self._publish(changes)
 
     def _merge(self, path: str, result: tuple[bytes, Stat] | ZooKeeperError) -> list[TreeChange]:
