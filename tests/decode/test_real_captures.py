@@ -5,6 +5,7 @@ flagged on a capture made to show it, and clean captures are not flagged."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -174,9 +175,18 @@ def test_oversize_request_is_flagged(server: ZooKeeperServer, tmp_path: Path,
     assert big.size > 0xFFFFF and big.path == zk_path
 
 
-def test_stalled_server_answers_pings_slowly(server: ZooKeeperServer, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def six_second_server() -> Iterator[ZooKeeperServer]:
+    """The shared server grants at most 2 s (read timeout 1.3 s), less than a 1.6 s ping
+    round trip: the client would rightly reconnect before the slow answer arrives."""
+    with ZooKeeperServer(max_session_timeout=6.0) as server:
+        yield server
+
+
+def test_stalled_server_answers_pings_slowly(six_second_server: ZooKeeperServer,
+                                             tmp_path: Path) -> None:
     pcap = tmp_path / "slow.pcap"
-    with FaultProxy(server.connect_string) as proxy:
+    with FaultProxy(six_second_server.connect_string) as proxy:
         with Client(proxy.connect_string, session_timeout=6.0) as zk:
             zk.exists("/")
             with Capture(pcap, proxy.port):
