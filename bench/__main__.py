@@ -62,11 +62,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default=str(ROOT / "bench" / "results.json"),
                    help="where to write the results (default bench/results.json)")
     p.add_argument("--markdown", help="also write the tables (markdown) to this file")
+    p.add_argument("--scale", action="store_true",
+                   help="run ONLY the scale scenarios (N = 1,000 / 10,000 / 100,000; see "
+                        "bench/README.md); results go under the \"scale\" key of --json")
+    p.add_argument("--scale-sizes", help="the sizes of --scale (default 1000,10000,100000; "
+                                         "20,50,100 with --quick)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scale:
+        from .scale import main as scale_main
+
+        return scale_main(args, log)
     sizes = Sizes.quick() if args.quick else Sizes.full()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(ALL)
