@@ -60,13 +60,26 @@ from .options import auth_bytes, forked_since
 from .states import StateChangeStream
 from .subscriber import Subscriber
 
-__all__ = ("SessionEngine", "EngineHooks", "auth_bytes")
+__all__ = ("SessionEngine", "EngineHooks", "ReplySink", "auth_bytes")
 
 log = logging.getLogger("zkwarden.client")
 
 _NO_NODE = -101
-# (future, client path, watcher to register on success)
-_Token = tuple["asyncio.Future[Any]", str, Subscriber | None]
+
+
+class ReplySink(Protocol):
+    """What receives a request's outcome: an ``asyncio.Future``, or the blocking facade's
+    call, answered synchronously on the loop thread (no future callback, no task)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+# (who gets the outcome, client path, watcher to register on success)
+_Token = tuple[ReplySink, str, Subscriber | None]
 _LIVE = (ClientState.CONNECTED, ClientState.READ_ONLY)
 
 class EngineHooks(Protocol):
@@ -158,7 +171,7 @@ class SessionEngine:
         #: path then costs one attribute test more, nothing else)
         self.metrics: ClientMetrics | None = None
         # With metrics only: when each pending request was sent, and its opcode name.
-        self._sent: dict[asyncio.Future[Any], tuple[float, str]] = {}
+        self._sent: dict[ReplySink, tuple[float, str]] = {}
         self._state_since = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -482,28 +495,40 @@ class SessionEngine:
         many calls creates no task per call. Otherwise a coroutine that waits for the
         connection (or raises) first.
         """
-        machine = self.machine
-        conn = self.conn
-        if conn is not None and machine.can_send:
-            loop = self.loop
-            assert loop is not None
+        loop = self.loop
+        if loop is not None and self.conn is not None and self.machine.can_send:
             fut: asyncio.Future[Any] = loop.create_future()
-            now = loop.time()
-            conn.write(machine.submit(request, (fut, path, watcher), now))
-            if self.metrics is not None:
-                self._request_sent(fut, request, now)
+            self.send_now(request, path, fut, watcher)
             return fut
         return self._call_when_live(request, path, watcher)
 
+    def send_now(
+        self, request: ops.Request, path: str, sink: ReplySink,
+        watcher: Subscriber | None = None,
+    ) -> bool:
+        """Loop thread only: send ``request`` now if the connection is live (True), its
+        outcome going to ``sink``; False (nothing sent) otherwise."""
+        machine = self.machine
+        conn = self.conn
+        if conn is None or not machine.can_send:
+            return False
+        loop = self.loop
+        assert loop is not None
+        now = loop.time()
+        conn.write(machine.submit(request, (sink, path, watcher), now))
+        if self.metrics is not None:
+            self._request_sent(sink, request, now)
+        return True
+
     # --- metrics (only with a hook; see zkwarden.metrics) --------------------------------
 
-    def _request_sent(self, fut: asyncio.Future[Any], request: ops.Request, now: float) -> None:
+    def _request_sent(self, fut: ReplySink, request: ops.Request, now: float) -> None:
         sent = self._sent
         sent[fut] = (now, request.__class__.__name__)
         assert self.metrics is not None
         self.metrics.requests_in_flight(len(sent))
 
-    def _request_done(self, fut: asyncio.Future[Any], ok: bool) -> None:
+    def _request_done(self, fut: ReplySink, ok: bool) -> None:
         entry = self._sent.pop(fut, None)
         if entry is None:  # add_auth, CloseSession, or sent before the hook saw it
             return

@@ -8,8 +8,8 @@ for the blocking client).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from .. import paths as _paths
 from ..errors import InvalidArgumentError, NoNodeError, ZooKeeperError
@@ -17,12 +17,17 @@ from ..protocol import ops
 from ..protocol.records import ClientInfo
 from ..types import ACL, Stat, WatcherType
 from . import compound
-from .engine import SessionEngine
+from .engine import ReplySink, SessionEngine
 from .options import auth_bytes
 from .requests import create_request
 from .transaction import Transaction
 
-__all__ = ("NodeOperations",)
+__all__ = ("NodeOperations", "DirectKind")
+
+DirectKind = Literal["get", "exists", "get_children"]
+_DIRECT_READS: dict[str, Callable[[str], ops.Request]] = {
+    "get": ops.GetData, "exists": ops.Exists, "get_children": ops.GetChildren,
+}
 
 
 class NodeOperations:
@@ -51,6 +56,31 @@ class NodeOperations:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(f"data must be bytes, not {type(data).__name__}")
         return bytes(data)
+
+    # --- without a coroutine: the blocking facade's hot path (zkwarden.sync) ------------
+
+    def _read_request(self, kind: DirectKind, path: str) -> ops.Request:
+        """The request of ``get``/``exists``/``get_children`` of ``path`` (any thread).
+
+        Raises:
+            InvalidPathError.
+        """
+        return _DIRECT_READS[kind](self._server_path(path))
+
+    def _set_request(self, path: str, data: bytes, version: int) -> ops.Request:
+        """The request of ``set`` (any thread).
+
+        Raises:
+            InvalidPathError, InvalidArgumentError.
+        """
+        return ops.SetData(self._server_path(path), self._check_data(data), version)
+
+    def _send_now(self, request: ops.Request, path: str, sink: ReplySink) -> bool:
+        """Loop thread only: send ``request`` at once if connected, its outcome (as the
+        coroutine operation would give it, but NoNodeError for an absent ``exists``) going
+        to ``sink`` synchronously; False (nothing sent) when not connected. Raises nothing.
+        """
+        return self._engine.send_now(request, path, sink)
 
     # --- operations ----------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class Portal:
                 # A task that ignored cancellation, or was cancelled before it started:
                 # its caller must not wait forever.
                 for call in list(self._pending):
-                    if not call.started:
+                    if not call.started and call.coro is not None:
                         call.coro.close()
                     call.finish(None, ClientClosedError("client closed"))
                 self._pending.clear()
@@ -110,10 +110,13 @@ class Portal:
                 coro.close()
                 raise ClientClosedError("client is closed")
             self._loop.call_soon_threadsafe(self._start, call)
+        return self._wait(call, timeout, what)  # type: ignore[no-any-return]
+
+    def _wait(self, call: _Call, timeout: float | None, what: str) -> Any:
         try:
-            if not call.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            if not call.released.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
                 # Lost the race by a hair? Then the result is there: return it.
-                if not call.done.acquire(blocking=False):
+                if not call.released.acquire(blocking=False):
                     self._cancel_soon(call)
                     raise RequestTimeoutError(
                         f"{what} did not finish within {timeout}s (outcome unknown)"
@@ -127,7 +130,54 @@ class Portal:
             if isinstance(call.error, asyncio.CancelledError):
                 raise ClientClosedError(f"{what}: client closed") from None
             raise call.error
-        return call.result  # type: ignore[no-any-return]
+        return call.result
+
+    def run_direct(
+        self,
+        send: Callable[[_Call], bool],
+        fallback: Callable[[], Coroutine[Any, Any, T]],
+        timeout: float | None,
+        what: str,
+    ) -> T:
+        """Like :meth:`run` for one request that needs no coroutine: on the loop thread,
+        ``send(call)`` sends it with the call as its reply sink, answered synchronously
+        when the reply is decoded (no task, no future, one loop turn less); when it cannot
+        send (not connected), ``fallback()`` makes the coroutine that runs as in :meth:`run`.
+
+        Raises:
+            the same as :meth:`run`.
+        """
+        if self.in_loop_thread():
+            raise ClientError(
+                "blocking Client call on the client's own event-loop thread; use the "
+                "AsyncClient from coroutines running there"
+            )
+        call = _Call(None)
+        call.pending = self._pending
+        with self._lock:
+            if self._stopped:
+                raise ClientClosedError("client is closed")
+            self._loop.call_soon_threadsafe(self._start_direct, call, send, fallback)
+        return self._wait(call, timeout, what)  # type: ignore[no-any-return]
+
+    def _start_direct(
+        self, call: _Call, send: Callable[[_Call], bool],
+        fallback: Callable[[], Coroutine[Any, Any, Any]],
+    ) -> None:
+        if call.cancelled:
+            call.finish(None, asyncio.CancelledError())
+            return
+        self._pending.add(call)
+        call.started = True
+        try:
+            if send(call):
+                return
+        except BaseException as exc:  # a bug below must reach the caller, not the loop
+            call.finish(None, exc)
+            return
+        call.started = False
+        call.coro = fallback()
+        call.task = self._loop.create_task(self._drive(call))
 
     # Why not asyncio.run_coroutine_threadsafe: its concurrent.futures.Future, chained
     # through callbacks, costs about a third of the facade's per-call overhead; a task
@@ -137,7 +187,8 @@ class Portal:
 
     def _start(self, call: _Call) -> None:
         if call.cancelled:
-            call.coro.close()
+            if call.coro is not None:
+                call.coro.close()
             call.finish(None, asyncio.CancelledError())
             return
         call.task = self._loop.create_task(self._drive(call))
@@ -147,6 +198,7 @@ class Portal:
         # Not reached when the task is cancelled before its first step: _Call.cancel and
         # the shutdown in _run answer the caller and close the coroutine then.
         call.started = True
+        assert call.coro is not None  # set before the task is made
         try:
             result = await call.coro
         except BaseException as exc:
@@ -167,11 +219,14 @@ class Portal:
     def _cancel(self, call: _Call) -> None:  # on the loop thread
         call.cancelled = True
         if call.task is None:
-            return  # not started yet: _start sees ``cancelled``
+            if call.started:  # a direct call in flight: its late reply finds it done
+                call.finish(None, asyncio.CancelledError())
+            return  # or not started yet: _start sees ``cancelled``
         call.task.cancel()
         if not call.started:
             # Its first step will throw into _drive before its body runs: answer now.
-            call.coro.close()
+            if call.coro is not None:
+                call.coro.close()
             call.finish(None, asyncio.CancelledError())
             self._pending.discard(call)
 
@@ -206,24 +261,42 @@ class Portal:
 
 
 class _Call:
-    """One blocking call: the caller waits on ``done``, released when the task finishes."""
+    """One blocking call: the caller waits on ``released``, released when the task
+    finishes, or (a direct call) when the engine answers it as a reply sink
+    (``done``/``set_result``/``set_exception``, on the loop thread)."""
 
-    __slots__ = ("coro", "done", "result", "error", "task", "cancelled", "started", "finished")
+    __slots__ = ("coro", "released", "result", "error", "task", "cancelled", "started",
+                 "finished", "pending")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any] | None) -> None:
         self.coro = coro
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.released = threading.Lock()
+        self.released.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
         self.started = False
         self.finished = False
+        # Direct calls: the portal's set of unfinished calls, left when answered.
+        self.pending: set[_Call] | None = None
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         if self.finished:
             return
         self.result, self.error, self.finished = result, error, True
-        self.done.release()
+        if self.pending is not None:
+            self.pending.discard(self)
+        self.released.release()
+
+    # The engine's ReplySink (zkwarden._aio.engine): a direct call's request outcome.
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, result: Any, /) -> None:
+        self.finish(result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.finish(None, exception)
 

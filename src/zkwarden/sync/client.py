@@ -55,6 +55,7 @@ from ..errors import (
 from ..hosts import HostPort
 from ..metrics import ClientMetrics
 from ..protocol.framing import DEFAULT_MAX_RECEIVE, DEFAULT_MAX_SEND
+from ..protocol.ops import Request
 from ..sasl import SASLOptions
 from ..types import ACL, ClientState, ClientStateChange
 from ._dispatch import Channel, Dispatcher
@@ -244,6 +245,21 @@ class Client(Operations, Watches):
                 f"{what}: not connected to ZooKeeper within {wait}s "
                 f"(state {self._aio.state.value})"
             ) from None
+
+    def _run_direct(
+        self, request: Request, path: str, fallback: Callable[[], Coroutine[Any, Any, T]],
+        timeout: float | None, what: str,
+    ) -> T:
+        """Send ``request`` from the loop thread without a coroutine (``fallback()`` when
+        not connected there); ``timeout`` bounds the whole call."""
+        portal = self._portal
+        if portal is None:
+            if self._closing:
+                raise ClientClosedError("client is closed")
+            raise ClientClosedError("client not started; call start() first")
+        aio = self._aio
+        return portal.run_direct(lambda sink: aio._send_now(request, path, sink), fallback,
+                                 None if _forever(timeout) else timeout, what)
 
     def _connection_wait(self) -> float:
         """How long a call with the default timeout waits for a connection (the same
