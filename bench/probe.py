@@ -6,7 +6,17 @@ object per line on stdout and takes commands (one JSON object per line) on stdin
 * ``idle``: connect, hold ``count`` data watches, print ``{"ready": pid}``, then idle
   until stdin closes (the parent reads this process's CPU time from /proc).
 * ``mem-watches``: RSS before and after arming ``count`` data watches (nodes
-  ``<arg>/n00000``...), after ``gc.collect()``; prints ``{"rss_delta": bytes}``.
+  ``<arg>/n00000``...), after ``gc.collect()``; prints ``{"rss_delta": bytes}``. Clients:
+  ``zkwarden`` (one ``watch()`` stream per node, each consumed by its own task),
+  ``zkwarden-streams`` (the same streams armed, no consumer task: the library's own
+  share), ``kazoo`` (``get_async(watch=...)`` re-armed from the callback), ``aiozk``.
+* ``mem-callback-watches``: the same for callback watches: ``zkwarden`` is the blocking
+  ``Client.watch(path, "data", callback)``, ``kazoo`` its ``DataWatch(path, func)``; the
+  callback is one shared no-op, so the whole figure is the library's.
+
+With ``BENCH_TRACEMALLOC=N`` in the environment, the memory modes also trace Python
+allocations (which inflates RSS: for finding what a watch allocates, not for the table)
+and print the ``N`` biggest growing allocation sites.
 * ``mem-cache``: RSS before and after a zkwarden ServiceCache of service ``arg`` (which
   has ``count`` instances) is loaded; prints ``{"rss_delta": bytes}``.
 * ``caches``: ``count`` zkwarden clients, each with a ServiceCache of service ``arg``;
@@ -21,6 +31,7 @@ import json
 import os
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 from ._common import SESSION_TIMEOUT, LoopThread, rss_bytes
@@ -58,7 +69,7 @@ class Holder:
             self.handle.get("/")
             return
         self.loop = LoopThread(f"probe-{self.client}")
-        if self.client == "zkwarden":
+        if self.client in ("zkwarden", "zkwarden-streams"):
             from zkwarden import AsyncClient
 
             async def make() -> Any:
@@ -91,6 +102,18 @@ class Holder:
             self.keep.append(on_event)
             return
         assert self.loop is not None
+        if self.client == "zkwarden-streams":
+            zk = self.handle
+
+            async def arm_only() -> None:
+                # The library's own share: each stream's first item arms its watch (the
+                # read in the same request); no task consumes the stream afterwards.
+                streams = [zk.watch(p, "data") for p in paths]
+                await asyncio.gather(*(s.__anext__() for s in streams))
+                self.keep.append(streams)
+
+            self.loop.run(arm_only())
+            return
         if self.client == "zkwarden":
             zk = self.handle
 
@@ -132,6 +155,75 @@ class Holder:
         self.loop.run(arm_az())
 
 
+class CallbackHolder:
+    """A connected blocking client holding callback data watches (zkwarden's ``Client``
+    or kazoo's ``DataWatch``), each calling one shared no-op function."""
+
+    def __init__(self, client: str, hosts: str) -> None:
+        self.client = client
+        self.keep: list[Any] = []
+        if client == "kazoo":
+            from kazoo.client import KazooClient
+
+            self.handle: Any = KazooClient(hosts=hosts, timeout=SESSION_TIMEOUT)
+            self.handle.start()
+        elif client == "zkwarden":
+            from zkwarden import Client
+
+            self.handle = Client(hosts, session_timeout=SESSION_TIMEOUT)
+            self.handle.start()
+        else:
+            raise SystemExit(f"unknown callback client {client!r}")
+        self.handle.get("/")
+
+    def watch(self, paths: list[str]) -> None:
+        seen = 0
+
+        def on_change(*_args: Any) -> None:
+            nonlocal seen
+            seen += 1
+
+        if self.client == "kazoo":
+            from kazoo.recipe.watchers import DataWatch
+
+            # DataWatch reads (and arms) in its constructor and calls func once.
+            self.keep.extend(DataWatch(self.handle, p, on_change) for p in paths)
+        else:
+            # watch() returns once armed, after posting the first event to the dispatcher.
+            self.keep.extend(self.handle.watch(p, "data", on_change) for p in paths)
+        deadline = time.monotonic() + 60.0
+        while seen < len(paths) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first calls run on the clients' callback threads
+        if seen < len(paths):
+            raise SystemExit(f"only {seen} of {len(paths)} first callbacks arrived")
+        self.keep.append(on_change)
+
+
+def _trace_top() -> int:
+    return int(os.environ.get("BENCH_TRACEMALLOC", "0") or 0)
+
+
+def _measure(arm: Any, warm: Any) -> None:
+    """RSS (and, if asked, traced allocations) around ``arm()``, after ``warm()``."""
+    warm()
+    settle()
+    top = _trace_top()
+    if top:
+        tracemalloc.start(1)
+        snap0 = tracemalloc.take_snapshot()
+    before = rss_bytes()
+    arm()
+    settle()
+    after = rss_bytes()
+    out: dict[str, Any] = {"rss_before": before, "rss_after": after, "rss_delta": after - before}
+    if top:
+        snap1 = tracemalloc.take_snapshot()
+        stats = snap1.compare_to(snap0, "lineno")
+        out["traced_delta"] = sum(st.size_diff for st in stats)
+        out["top"] = [(str(st.traceback), st.size_diff, st.count_diff) for st in stats[:top]]
+    emit(out)
+
+
 def settle() -> None:
     gc.collect()
     time.sleep(0.2)
@@ -152,13 +244,14 @@ def mode_mem_watches(client: str, hosts: str, count: int, base: str) -> None:
     holder = Holder(client, hosts)
     holder.connect()
     # Warm up on a few other nodes so imports and first-use caches are in the baseline.
-    holder.watch(watch_paths(base + "-warm", 20))
-    settle()
-    before = rss_bytes()
-    holder.watch(watch_paths(base, count))
-    settle()
-    after = rss_bytes()
-    emit({"rss_before": before, "rss_after": after, "rss_delta": after - before})
+    _measure(lambda: holder.watch(watch_paths(base, count)),
+             lambda: holder.watch(watch_paths(base + "-warm", 20)))
+
+
+def mode_mem_callback_watches(client: str, hosts: str, count: int, base: str) -> None:
+    holder = CallbackHolder(client, hosts)
+    _measure(lambda: holder.watch(watch_paths(base, count)),
+             lambda: holder.watch(watch_paths(base + "-warm", 20)))
 
 
 def mode_mem_cache(hosts: str, count: int, service: str) -> None:
@@ -328,6 +421,8 @@ def main(argv: list[str]) -> None:
         mode_idle(client, hosts, count, arg)
     elif mode == "mem-watches":
         mode_mem_watches(client, hosts, count, arg)
+    elif mode == "mem-callback-watches":
+        mode_mem_callback_watches(client, hosts, count, arg)
     elif mode == "mem-cache":
         mode_mem_cache(hosts, count, arg)
     elif mode == "caches":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from .. import paths as _paths
@@ -68,6 +68,13 @@ class Subscriptions:
                 log.warning("watch removals did not stop within 1s")
 
     # --- for streams ---------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a task owned here (cancelled and awaited by :meth:`aclose`)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def server_path(self, path: str) -> str:
         # /zookeeper/config stays outside the chroot (the mapping lives in ensemble)
@@ -162,11 +169,7 @@ class Subscriptions:
         last = self.unregister(sub, [persistent] if persistent else list(WatchKind))
         if persistent is None or not sub.armed or not last or self.engine.closing:
             return
-        task = asyncio.get_running_loop().create_task(
-            self.remove_persistent_watch(sub.path, persistent)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self.remove_persistent_watch(sub.path, persistent))
 
     async def remove_persistent_watch(self, path: str, kind: WatchKind) -> None:
         """Remove the session's persistent watch on ``path`` from the server. Never raises."""

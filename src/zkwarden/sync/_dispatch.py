@@ -50,7 +50,7 @@ class Channel:
 
     def __init__(
         self,
-        name: str,
+        name: object,
         *,
         coalesce: bool = False,
         limit: int | None = None,
@@ -58,9 +58,12 @@ class Channel:
     ) -> None:
         if limit is not None and overflow is None:
             raise ValueError("a bounded channel needs an overflow call")
+        #: what the channel serves, for logs (its str(); a watch passes its handle)
         self.name = name
-        # (fn, args, droppable)
-        self._items: deque[tuple[Callable[..., object], tuple[Any, ...], bool]] = deque()
+        # (fn, args, droppable). Made on the first call and dropped once drained: an empty
+        # deque still holds a 64-slot block (~600 bytes), and most channels (idle watches)
+        # have nothing queued nearly all the time.
+        self._items: deque[tuple[Callable[..., object], tuple[Any, ...], bool]] | None = None
         # True while the channel sits in the ready queue or a worker is running it.
         self._active = False
         self.cancelled = False
@@ -75,11 +78,12 @@ class Channel:
     @property
     def pending(self) -> int:
         """Calls queued and not started yet (a racy snapshot, for metrics and tests)."""
-        return len(self._items)
+        items = self._items
+        return len(items) if items is not None else 0
 
     def _drop_droppable(self) -> None:
         """Under the dispatcher lock: forget every queued droppable call."""
-        if self._droppable:
+        if self._droppable and self._items is not None:
             self._items = deque(item for item in self._items if not item[2])
             self._droppable = 0
 
@@ -97,10 +101,13 @@ class Channel:
                 self.overflows += 1
                 fn, args = self.overflow()
             self._droppable += 1
+        if self._items is None:
+            self._items = deque()
         self._items.append((fn, args, droppable))
 
     def _pop(self) -> tuple[Callable[..., object], tuple[Any, ...]]:
-        """Under the dispatcher lock: the next call."""
+        """Under the dispatcher lock: the next call (only called when one is queued)."""
+        assert self._items is not None
         fn, args, droppable = self._items.popleft()
         if droppable:
             self._droppable -= 1
@@ -170,7 +177,7 @@ class Dispatcher:
                     if channel._items and not channel.cancelled:
                         self._ready.append(channel)  # behind the others: fairness
                     else:
-                        channel._items.clear()
+                        channel._items = None
                         channel._droppable = 0
                         channel._active = False
         finally:

@@ -1,9 +1,12 @@
-"""Callback watches: an AsyncClient watch stream pumped on the loop, delivered on the
-dispatcher.
+"""Callback watches: what the loop reads, delivered on the dispatcher.
 
-The loop side (``subscribe`` and ``_pump``) only moves events from the stream into the
-handle's dispatcher channel; the stream itself (re-arming, reconnects, its single ending
-exception) is the AsyncClient's. The user's callback never runs on the loop thread.
+A one-shot watch (``Client.watch``) is a :class:`~zkwarden._aio.watch.CallbackWatch`
+whose sink is the handle: the engine's event dispatch starts the re-read, and its reply
+is posted straight to the handle's dispatcher channel (no task, stream or coroutine per
+watch: 10,000 idle watches are 10,000 small objects). Other streams (persistent watches,
+cache changes) are pumped by a task (``subscribe`` and ``_pump``) that moves their items
+into the channel. Either way the re-arming, reconnects and the single ending exception
+are the AsyncClient's, and the user's callback never runs on the loop thread.
 
 While a callback is busy its events wait in the channel, bounded (DESIGN rule 8): a
 one-shot watch's events each carry the whole state read when re-arming, so only the newest
@@ -18,7 +21,9 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from .._aio.watch import PersistentWatchStream, WatchStream
+from .._aio.subscriptions import Subscriptions
+from .._aio.watch import CallbackWatch, PersistentWatchStream, WatchStream
+from ..errors import ZooKeeperError
 from ..types import EventType, KeeperState, WatchEvent
 from ._dispatch import Channel, Dispatcher
 
@@ -56,6 +61,10 @@ class WatchHandle:
     event of type ``EventType.NONE``: re-read what you keep, as after a reconnect.
     """
 
+    # One per watch: slotted (subclasses that add attributes get a __dict__ of their own).
+    __slots__ = ("_client", "_dispatcher", "path", "kind", "_callback", "_on_error",
+                 "_channel", "_cancelled", "error", "_stream", "_task", "_watcher")
+
     def __init__(
         self,
         client: WatchOwner,
@@ -73,22 +82,23 @@ class WatchHandle:
         self.kind = kind
         self._callback = callback
         self._on_error = on_error
-        name = f"{kind} watch on {path}"
+        # The channel is named by the handle (its repr), not a string of its own per watch.
         if kind in ("data", "exists", "children"):
-            self._channel = Channel(name, coalesce=True)
+            self._channel = Channel(self, coalesce=True)
         elif kind in ("persistent", "persistent_recursive"):
-            self._channel = Channel(name, limit=max_queued, overflow=self._overflow)
+            self._channel = Channel(self, limit=max_queued, overflow=self._overflow)
         else:
             # Another stream pumped through a handle (the blocking discovery cache's
             # changes): its items are not WatchEvents, so no WatchEvent may replace them;
             # bounding it needs that stream's own "re-read" item.
-            self._channel = Channel(name)
+            self._channel = Channel(self)
         self._cancelled = False
         #: The exception that ended the stream (None while it runs or after cancel()).
         self.error: Exception | None = None
         # Loop-thread only.
         self._stream: Stream | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: CallbackWatch | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -133,6 +143,28 @@ class WatchHandle:
 
     # --- loop side -----------------------------------------------------------------------
 
+    async def subscribe_one_shot(self, subscriptions: Subscriptions) -> None:
+        """On the loop: arm a one-shot watch of ``self.kind`` on ``self.path`` whose events
+        (the first one included) go to the dispatcher from the engine's dispatch.
+
+        Raises:
+            InvalidPathError, InvalidArgumentError, and whatever arming raises (nothing
+            stays subscribed then).
+        """
+        watcher = CallbackWatch(subscriptions, self.path, self.kind, self)
+        self._watcher = watcher
+        await watcher.start()
+        if self._cancelled:  # cancel() raced the first read
+            watcher.close()
+
+    # WatchSink: called by the CallbackWatch on the loop thread.
+    def watch_event(self, event: WatchEvent) -> None:
+        self._dispatcher.post(self._channel, self._callback, event, droppable=True)
+
+    def watch_ended(self, exc: ZooKeeperError) -> None:
+        self.error = exc  # rule 1: the one ending exception goes to the user
+        self._dispatcher.post(self._channel, self._deliver_end, exc)
+
     async def subscribe(self, stream: Stream) -> None:
         """On the loop: arm the stream, deliver its first event, start pumping the rest.
 
@@ -173,7 +205,10 @@ class WatchHandle:
     def _stop_on_loop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        # A handle cancelled before its pump started is closed by subscribe().
+        if self._watcher is not None:
+            self._watcher.close()
+        # A handle cancelled before its pump started (or its watch armed) is closed by
+        # subscribe() (subscribe_one_shot()).
 
     def _post_event(self, event: WatchEvent) -> None:
         self._dispatcher.post(self._channel, self._callback, event, droppable=True)

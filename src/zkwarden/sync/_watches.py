@@ -1,7 +1,8 @@
 """The callback watches of :class:`~zkwarden.Client`: ``watch()`` and ``add_watch()``.
 
-Each arms an AsyncClient stream on the loop thread and returns a :class:`WatchHandle`
-whose callbacks run on the dispatcher. Arming is a blocking call like any other: with the
+Each arms a watch of the AsyncClient on the loop thread (a one-shot callback watch, or
+a persistent watch stream) and returns a :class:`WatchHandle` whose callbacks run on the
+dispatcher. Arming is a blocking call like any other: with the
 default ``timeout`` its wait for a connection is bounded (the stream itself would re-arm
 through connection loss without end, right for a subscription, wrong for a call).
 """
@@ -9,7 +10,7 @@ through connection loss without end, right for a subscription, wrong for a call)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from .._aio.client import AsyncClient
@@ -17,7 +18,7 @@ from .._aio.options import forked_since
 from ..errors import ConnectionLossError, InvalidArgumentError
 from ..types import WatchEvent
 from ._dispatch import Dispatcher
-from ._watch import Stream, WatchHandle
+from ._watch import WatchHandle
 
 __all__ = ("Watches",)
 
@@ -89,7 +90,9 @@ class Watches:
             raise InvalidArgumentError("watch() needs a callback(event)")
         handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
                              self._max_queued)
-        self._arm(handle, lambda: self._aio.watch(path, kind), timeout)
+        # The AsyncClient's watch subscriptions, without a stream: see CallbackWatch.
+        subscriptions = self._aio._subs
+        self._arm(handle, lambda: handle.subscribe_one_shot(subscriptions), timeout)
         return handle
 
     def add_watch(
@@ -123,10 +126,11 @@ class Watches:
         kind = "persistent_recursive" if recursive else "persistent"
         handle = WatchHandle(self, self._dispatcher, path, kind, callback, on_error,
                              self._max_queued)
-        self._arm(handle, lambda: self._aio.add_watch(path, recursive=recursive), timeout)
+        self._arm(handle, lambda: handle.subscribe(
+            self._aio.add_watch(path, recursive=recursive)), timeout)
         return handle
 
-    def _arm(self, handle: WatchHandle, make_stream: Callable[[], Stream],
+    def _arm(self, handle: WatchHandle, subscribe: Callable[[], Awaitable[None]],
              timeout: float | None) -> None:
         what = f"{handle.kind} watch on {handle.path!r}"
         # Connected first (so a stream is made for the session it will be armed on), then
@@ -139,7 +143,7 @@ class Watches:
             bound = self._connection_wait() + session * 2 / 3
         try:
             self._wait_for_connection(timeout, what)
-            self._run(self._subscribe(handle, make_stream, bound, what), timeout, what)
+            self._run(self._subscribe(subscribe, bound, what), timeout, what)
         except BaseException:
             # A timeout may cancel our wait just after the loop finished arming: the caller
             # gets no handle, so nothing may stay subscribed.
@@ -147,12 +151,12 @@ class Watches:
                 handle.cancel()
             raise
 
-    async def _subscribe(self, handle: WatchHandle, make_stream: Callable[[], Stream],
+    async def _subscribe(self, subscribe: Callable[[], Awaitable[None]],
                          bound: float | None, what: str) -> None:
         deadline = asyncio.timeout(bound)
         try:
             async with deadline:
-                await handle.subscribe(make_stream())
+                await subscribe()
         except TimeoutError:
             if not deadline.expired():
                 raise  # not ours
