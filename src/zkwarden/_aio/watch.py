@@ -37,67 +37,100 @@ __all__ = ("CallbackWatch", "Subscriber", "WatchSink", "WatchStream", "Persisten
 log = logging.getLogger("zkwarden.watch")
 
 
-class _Delivery:
-    """What the client's tables hold for a stream: a weak link to it.
+def _collected(delivery: _Delivery) -> None:
+    """A stream was garbage-collected without being closed: unregister it (the weak
+    reference's callback; it runs wherever the collector runs, see Subscriptions.abandon)."""
+    if not delivery.closed:
+        delivery.subs.abandon(delivery, delivery.persistent)
+
+
+class _Delivery(weakref.ref["_StreamBase"]):
+    """What the client's tables hold for a stream: a weak reference to it.
 
     ``async for ... : break`` does not close a plain async iterator, so a stream left that
     way must not live on in the client (a persistent one would queue events forever).
-    Held weakly, it is collected, and its finalizer unregisters it (see
-    :meth:`Subscriptions.abandon`).
+    Held weakly, it is collected, and this reference's callback unregisters it (see
+    :meth:`Subscriptions.abandon`). Being the weak reference itself (rather than holding
+    one, plus a ``weakref.finalize``) makes it one object per stream instead of four.
     """
 
-    __slots__ = ("_ref", "path", "one_shot", "armed", "__weakref__")
+    __slots__ = ("path", "one_shot", "armed", "subs", "persistent", "closed")
 
-    def __init__(self, stream: _StreamBase, one_shot: bool) -> None:
-        self._ref = weakref.ref(stream)
+    # Identity, as for any subscriber: a weak reference would compare and hash its
+    # referent (and fail to hash once the referent is gone).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __new__(cls, stream: _StreamBase, one_shot: bool,
+                persistent: WatchKind | None) -> _Delivery:
+        return super().__new__(cls, stream, _collected)
+
+    def __init__(self, stream: _StreamBase, one_shot: bool,
+                 persistent: WatchKind | None) -> None:
+        # (weakref.ref.__new__ did the referencing; its __init__ would only re-check args)
         self.path = stream.path
         self.one_shot = one_shot
         #: a persistent watch registered on the server (to remove if abandoned)
         self.armed = False
+        self.subs = stream._subs
+        #: the persistent kind to remove from the server when abandoned (None: one-shot)
+        self.persistent = persistent
+        #: the stream closed itself: nothing to do when it is collected
+        self.closed = False
 
     def deliver(self, event: WatchEvent) -> None:
-        stream = self._ref()
+        stream = self()
         if stream is not None:
             stream.deliver(event)
 
     def end(self, exc: ZooKeeperError) -> None:
-        stream = self._ref()
+        stream = self()
         if stream is not None:
             stream.end(exc)
 
     def reconnected(self) -> None:
-        stream = self._ref()
+        stream = self()
         if stream is not None:
             stream.reconnected()
 
     @property
     def ended(self) -> bool:
-        stream = self._ref()
+        stream = self()
         return stream is None or stream.ended
 
 
 class _StreamBase:
-    def __init__(self, subscriptions: Subscriptions, path: str, one_shot: bool) -> None:
+    # Slotted: one stream per watched path, and 10,000 of them are a normal load.
+    __slots__ = ("_subs", "path", "_waiter", "_error", "_finished", "_registered",
+                 "_delivery", "__weakref__")
+
+    def __init__(self, subscriptions: Subscriptions, path: str,
+                 persistent: WatchKind | None) -> None:
         self._subs = subscriptions
         self.path = path
-        self._wakeup = asyncio.Event()
+        # Made only while a consumer waits (an asyncio.Event per stream would hold a
+        # deque of ~600 bytes for its whole life).
+        self._waiter: asyncio.Future[None] | None = None
         self._error: ZooKeeperError | None = None
         self._finished = False
         self._registered = False
-        self._delivery = _Delivery(self, one_shot)
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._delivery = _Delivery(self, persistent is None, persistent)
 
     def _register(self) -> None:
         if not self._registered:
             self._subs.register(self._delivery)
             self._registered = True
-            self._finalizer = weakref.finalize(
-                self, self._subs.abandon, self._delivery, self._watch_kind()
-            )
 
-    def _watch_kind(self) -> WatchKind | None:
-        """The persistent kind to remove from the server when abandoned (None: one-shot)."""
-        return None
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        """The future the consumer awaits next (set by :meth:`_wake`)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        return waiter
 
     def deliver(self, event: WatchEvent) -> None:
         raise NotImplementedError
@@ -108,7 +141,7 @@ class _StreamBase:
     def end(self, exc: ZooKeeperError) -> None:
         if self._error is None and not self._finished:
             self._error = exc
-        self._wakeup.set()
+        self._wake()
 
     def _raise_end(self) -> None:
         """Raise the ending exception once, then StopAsyncIteration forever."""
@@ -120,8 +153,7 @@ class _StreamBase:
             raise self._error
 
     def _unregister(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        self._delivery.closed = True
         self._subs.unregister(self._delivery, list(WatchKind))
 
     def __aiter__(self) -> Self:
@@ -135,8 +167,10 @@ class _StreamBase:
 class WatchStream(_StreamBase):
     """``async for event in zk.watch(path, kind)``; see :meth:`AsyncClient.watch`."""
 
+    __slots__ = ("kind", "_started", "_fired")
+
     def __init__(self, subscriptions: Subscriptions, path: str, kind: str) -> None:
-        super().__init__(subscriptions, path, one_shot=True)
+        super().__init__(subscriptions, path, None)
         self.kind = kind
         self._started = False
         self._fired: WatchEvent | None = None
@@ -144,7 +178,7 @@ class WatchStream(_StreamBase):
     # Subscriber
     def deliver(self, event: WatchEvent) -> None:
         self._fired = event
-        self._wakeup.set()
+        self._wake()
 
     def reconnected(self) -> None:
         # SetWatches restores the server-side watch and replays what changed; nothing to do.
@@ -158,9 +192,10 @@ class WatchStream(_StreamBase):
             return await self._read(EventType.NONE, KeeperState.SYNC_CONNECTED, -1)
         while self._fired is None:
             self._raise_end()
-            self._wakeup.clear()
-            if self._fired is None and self._error is None:
-                await self._wakeup.wait()
+            try:
+                await self._new_waiter()
+            finally:
+                self._waiter = None
         fired, self._fired = self._fired, None
         return await self._read(fired.type, fired.state, fired.zxid)
 
@@ -228,9 +263,8 @@ class WatchStream(_StreamBase):
         if self._finished:
             return
         self._finished = True
-        self._wakeup.set()
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        self._wake()
+        self._delivery.closed = True
         armed = self._subs.unregister_one_shot(self._delivery)
         if armed and not self._subs.has_other_watchers(self.path):
             await self._subs.remove_one_shot_watches(self.path, armed)
@@ -239,10 +273,13 @@ class WatchStream(_StreamBase):
 class PersistentWatchStream(_StreamBase):
     """``async for event in zk.add_watch(path)``; see :meth:`AsyncClient.add_watch`."""
 
+    __slots__ = ("recursive", "kind", "_queue", "_armed", "_overflow_warned")
+
     def __init__(self, subscriptions: Subscriptions, path: str, recursive: bool) -> None:
-        super().__init__(subscriptions, path, one_shot=False)
+        kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
+        super().__init__(subscriptions, path, kind)
         self.recursive = recursive
-        self.kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
+        self.kind = kind
         self._queue: deque[WatchEvent] = deque()
         self._armed = False
         self._overflow_warned = False
@@ -263,12 +300,12 @@ class PersistentWatchStream(_StreamBase):
         queue.append(event)
         if self._subs.engine.metrics is not None:
             self._subs.engine.metrics.queue_depth("watch", len(queue))
-        self._wakeup.set()
+        self._wake()
 
     def reconnected(self) -> None:
         # The server re-registers persistent watches without replaying missed changes.
         self._queue.append(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
-        self._wakeup.set()
+        self._wake()
 
     async def arm(self) -> PersistentWatchStream:
         """Register the watch on the server (idempotent).
@@ -293,10 +330,6 @@ class PersistentWatchStream(_StreamBase):
             return self
         self._queue.appendleft(WatchEvent(EventType.NONE, KeeperState.SYNC_CONNECTED, self.path))
         return self
-
-    def _watch_kind(self) -> WatchKind | None:
-        # Only an armed watch exists on the server; the finalizer reads this when it runs.
-        return self.kind
 
     def __await__(self) -> Generator[Any, None, PersistentWatchStream]:
         return self.arm().__await__()
@@ -325,8 +358,10 @@ class PersistentWatchStream(_StreamBase):
             if self._queue:
                 return self._queue.popleft()
             self._raise_end()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            try:
+                await self._new_waiter()
+            finally:
+                self._waiter = None
 
     def take_pending(self) -> list[WatchEvent]:
         """Every event already queued, without waiting (lets a consumer batch its reads)."""
@@ -339,9 +374,8 @@ class PersistentWatchStream(_StreamBase):
         if self._finished:
             return
         self._finished = True
-        self._wakeup.set()
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        self._wake()
+        self._delivery.closed = True
         last = self._subs.unregister(self._delivery, [self.kind])
         if last and self._armed:
             await self._subs.remove_persistent_watch(self.path, self.kind)
