@@ -107,9 +107,12 @@ class Holder:
 
             async def arm_only() -> None:
                 # The library's own share: each stream's first item arms its watch (the
-                # read in the same request); no task consumes the stream afterwards.
+                # read in the same request); no task consumes the stream afterwards. One
+                # read after the other: gather() would add a task per stream, whose freed
+                # memory stays in the process's arenas and would be counted here.
                 streams = [zk.watch(p, "data") for p in paths]
-                await asyncio.gather(*(s.__anext__() for s in streams))
+                for stream in streams:
+                    await stream.__anext__()
                 self.keep.append(streams)
 
             self.loop.run(arm_only())

@@ -89,7 +89,9 @@ def run_idle(c: Clients, sizes: Sizes, rounds: int, warmup: int,
 
 def run_memory(c: Clients, sizes: Sizes, rounds: int, warmup: int,
                log: Callable[[str], None]) -> dict[str, dict[str, Series]]:
-    """RSS growth per ``memory_watches`` watches (each client) and per
+    """RSS growth per ``memory_watches`` watches (each client; zkwarden's streams also
+    without their consumer tasks, the library's own share), per ``memory_watches``
+    callback watches (blocking ``Client.watch`` against kazoo's ``DataWatch``) and per
     ``memory_instances`` cached instances (zkwarden's ServiceCache): a fresh process per
     sample, rounds interleaved across clients."""
     nw, ni = sizes.memory_watches, sizes.memory_instances
@@ -101,23 +103,34 @@ def run_memory(c: Clients, sizes: Sizes, rounds: int, warmup: int,
     c.zl.run(create_many(zk, [f"{base}-warm/n{i:05d}" for i in range(20)], b""))
     c.zl.run(create_instances(zk, ni, service))
     names = [name for name in CLIENTS if name in c.available]
-    watches = {name: Series() for name in names}
+    # (probe mode, probe client, row): plain watches the way each library's users hold
+    # them; the library's own share of zkwarden's (streams armed, no consumer task); and
+    # callback watches, blocking Client.watch against kazoo's DataWatch (its peer).
+    plain = [("mem-watches", name, name) for name in names]
+    plain.insert(1, ("mem-watches", "zkwarden-streams", "zkwarden streams, no consumer"))
+    callback = [("mem-callback-watches", "zkwarden", "zkwarden Client.watch callback")]
+    if "kazoo" in names:
+        callback.append(("mem-callback-watches", "kazoo", "kazoo DataWatch"))
+    watches = {row: Series() for _, _, row in plain}
+    callbacks = {row: Series() for _, _, row in callback}
     cache = Series()
     try:
         for r in range(warmup + rounds):
-            for name in names:
-                p = _spawn("mem-watches", name, c.hosts, str(nw), base)
+            for mode, client, row in plain + callback:
+                p = _spawn(mode, client, c.hosts, str(nw), base)
                 res = _line(p)
                 p.wait(60)
                 if r >= warmup:
-                    watches[name].samples.append(res["rss_delta"] / 2**20)
+                    (watches if mode == "mem-watches" else callbacks)[row].samples.append(
+                        res["rss_delta"] / 2**20)
             p = _spawn("mem-cache", "zkwarden", c.hosts, str(ni), service)
             res = _line(p)
             p.wait(60)
             if r >= warmup:
                 cache.samples.append(res["rss_delta"] / 2**20)
                 log(f"  round {r - warmup + 1}/{rounds}: watches " + ", ".join(
-                    f"{name} {s.samples[-1]:.1f} MB" for name, s in watches.items())
+                    f"{row} {s.samples[-1]:.1f} MB"
+                    for row, s in (*watches.items(), *callbacks.items()))
                     + f"; cache {cache.samples[-1]:.1f} MB")
     finally:
         from zkwarden.discovery import CuratorFormat
@@ -126,4 +139,5 @@ def run_memory(c: Clients, sizes: Sizes, rounds: int, warmup: int,
         c.zl.run(delete_tree(zk, base))
         c.zl.run(delete_tree(zk, base + "-warm"))
         c.zl.run(delete_tree(zk, fmt.service_path(fmt.default_base_path, service)))
-    return {"memory_watches": watches, "memory_cache": {"zkwarden ServiceCache": cache}}
+    return {"memory_watches": watches, "memory_callback_watches": callbacks,
+            "memory_cache": {"zkwarden ServiceCache": cache}}

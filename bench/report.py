@@ -182,6 +182,21 @@ def targets(doc: dict[str, Any], sizes: Sizes) -> list[dict[str, Any]]:
         add(f"idle CPU with {sizes.idle_watches:,} watches (% of one core, all windows)",
             z.get("pooled", z["median"]), "<", 0.5, "%")
     mem = doc.get("memory_mb")
+    scale = 10_000 / sizes.memory_watches
+    per = "" if sizes.memory_watches == 10_000 else f" (scaled from {sizes.memory_watches:,})"
+    watches = (mem or {}).get("memory_watches") or {}
+    if "zkwarden" in watches and "kazoo" in watches:
+        add(f"RSS per 10,000 data watches{per}: AsyncClient streams + consumer tasks / kazoo "
+            "get(watch=)", watches["zkwarden"]["median"] / watches["kazoo"]["median"], "<=",
+            1.0, "x", detail=f"{watches['zkwarden']['median'] * scale:.1f} MB vs "
+            f"{watches['kazoo']['median'] * scale:.1f} MB")
+    callbacks = (mem or {}).get("memory_callback_watches") or {}
+    ours, theirs = (callbacks.get("zkwarden Client.watch callback"),
+                    callbacks.get("kazoo DataWatch"))
+    if ours and theirs:
+        add(f"RSS per 10,000 callback watches{per}: blocking Client.watch / kazoo DataWatch",
+            ours["median"] / theirs["median"], "<=", 1.0, "x",
+            detail=f"{ours['median'] * scale:.1f} MB vs {theirs['median'] * scale:.1f} MB")
     if mem and mem.get("memory_cache"):
         cache = mem["memory_cache"]["zkwarden ServiceCache"]["median"]
         per_10k = cache * 10_000 / sizes.memory_instances
@@ -281,16 +296,22 @@ def render(doc: dict[str, Any]) -> str:
         if mem:
             groups.append((f"RSS per {sizes['memory_watches']:,} watches [MB]",
                            mem["memory_watches"], "lower"))
+            if mem.get("memory_callback_watches"):
+                groups.append((f"RSS per {sizes['memory_watches']:,} callback watches [MB]",
+                               mem["memory_callback_watches"], "lower"))
             groups.append((f"RSS per {sizes['memory_instances']:,} cached instances [MB]",
                            mem["memory_cache"], "lower"))
         for title, rows, _better in groups:
-            ref = rows.get("zkwarden")
+            # zkwarden's row (or the group's first, e.g. its Client.watch): the others
+            # compare to it.
+            ref_name = "zkwarden" if "zkwarden" in rows else next(iter(rows), None)
+            ref = rows.get(ref_name) if ref_name is not None else None
             first = True
             for name, s in rows.items():
                 label = title if first else ""
                 first = False
-                if name == "zkwarden" or ref is None:
-                    cell = "reference" if name == "zkwarden" else ""
+                if name == ref_name or ref is None:
+                    cell = "reference" if name == ref_name else ""
                 else:
                     cell = (f"uses {s['median'] / ref['median']:.2f}× zkwarden's"
                             if ref["median"] > 0 else "")
