@@ -28,7 +28,6 @@ from .._ratelimit import RateLimitedLog
 from ..errors import (
     AuthFailedError,
     ClientClosedError,
-    ConfigurationError,
     ConnectionLossError,
     ForkedClientError,
     ProtocolError,
@@ -56,26 +55,16 @@ from ..tls import resolve_tls
 from ..types import ClientState, ClientStateChange
 from .connection import Connection
 from .events import EVENT_TYPES, KEEPER_STATES, watch_event
-from .options import auth_bytes, forked_since
+from .options import auth_bytes, check_engine_options, forked_since
+from .requests import ReplySink
 from .states import StateChangeStream
 from .subscriber import Subscriber
 
-__all__ = ("SessionEngine", "EngineHooks", "ReplySink", "auth_bytes")
+__all__ = ("SessionEngine", "EngineHooks", "auth_bytes")
 
 log = logging.getLogger("zkwarden.client")
 
 _NO_NODE = -101
-
-
-class ReplySink(Protocol):
-    """What receives a request's outcome: an ``asyncio.Future``, or the blocking facade's
-    call, answered synchronously on the loop thread (no future callback, no task)."""
-
-    def done(self) -> bool: ...
-
-    def set_result(self, result: Any, /) -> None: ...
-
-    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 # (who gets the outcome, client path, watcher to register on success)
@@ -111,21 +100,9 @@ class SessionEngine:
         max_queued_events: int = 10_000,
     ) -> None:
         parsed = parse_connect_string(hosts)
-        for name, value in (("session_timeout", session_timeout),
-                            ("connect_timeout", connect_timeout),
-                            ("request_timeout", request_timeout)):
-            if value is not None and not (isinstance(value, (int, float)) and value > 0
-                                          and value < 1e9):
-                raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
-        # The wire carries the session timeout as int32 milliseconds: above that the
-        # connect request cannot be encoded, and the client would only ever fail to connect.
-        if session_timeout * 1000 > 2**31 - 1:
-            raise ConfigurationError(
-                f"session_timeout must be at most {(2**31 - 1) / 1000} seconds "
-                f"(int32 milliseconds on the wire), got {session_timeout!r}"
-            )
-        if not (isinstance(max_queued_events, int) and max_queued_events > 0):
-            raise ConfigurationError(f"max_queued_events must be > 0, got {max_queued_events!r}")
+        check_engine_options(session_timeout=session_timeout, connect_timeout=connect_timeout,
+                             request_timeout=request_timeout,
+                             max_queued_events=max_queued_events)
         self.hosts = list(parsed.hosts)
         if randomize_hosts:
             random.shuffle(self.hosts)

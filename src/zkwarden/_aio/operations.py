@@ -17,9 +17,9 @@ from ..protocol import ops
 from ..protocol.records import ClientInfo
 from ..types import ACL, Stat, WatcherType
 from . import compound
-from .engine import ReplySink, SessionEngine
+from .engine import SessionEngine
 from .options import auth_bytes
-from .requests import create_request
+from .requests import ReplySink, create_request
 from .transaction import Transaction
 
 __all__ = ("NodeOperations", "DirectKind")

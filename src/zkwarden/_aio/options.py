@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigurationError
 
-__all__ = ("forked_since", "auth_bytes")
+__all__ = ("forked_since", "auth_bytes", "check_engine_options")
 
 _forked = False
 
@@ -40,3 +40,30 @@ def auth_bytes(auth: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str
         scheme, cred = item
         result.append((scheme, cred.encode() if isinstance(cred, str) else bytes(cred)))
     return result
+
+
+def check_engine_options(
+    *, session_timeout: float, connect_timeout: float | None, request_timeout: float | None,
+    max_queued_events: int,
+) -> None:
+    """Check the client's timing and queue options.
+
+    Raises:
+        ConfigurationError: a timeout that is not a positive number of seconds (or does not
+            fit the wire), a queue bound that is not a positive int.
+    """
+    for name, value in (("session_timeout", session_timeout),
+                        ("connect_timeout", connect_timeout),
+                        ("request_timeout", request_timeout)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0
+                                      and value < 1e9):
+            raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+    # The wire carries the session timeout as int32 milliseconds: above that the connect
+    # request cannot be encoded, and the client would only ever fail to connect.
+    if session_timeout * 1000 > 2**31 - 1:
+        raise ConfigurationError(
+            f"session_timeout must be at most {(2**31 - 1) / 1000} seconds "
+            f"(int32 milliseconds on the wire), got {session_timeout!r}"
+        )
+    if not (isinstance(max_queued_events, int) and max_queued_events > 0):
+        raise ConfigurationError(f"max_queued_events must be > 0, got {max_queued_events!r}")

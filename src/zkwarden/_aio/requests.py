@@ -1,13 +1,26 @@
 """Requests whose options need checking before they are built (shared by the client's
-operations and transactions)."""
+operations and transactions), and what receives a request's outcome."""
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 from ..errors import InvalidArgumentError
 from ..protocol import ops
 from ..types import ACL, CreateMode
 
-__all__ = ("create_request",)
+__all__ = ("create_request", "ReplySink")
+
+
+class ReplySink(Protocol):
+    """What receives a request's outcome: an ``asyncio.Future``, or the blocking facade's
+    call, answered synchronously on the loop thread (no future callback, no task)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 def create_request(
