@@ -339,6 +339,22 @@ def simple_node_name(value: object) -> bool:
     )
 
 
+# The slot descriptors' setters: calling them directly fills a frozen instance about 3x
+# faster than object.__setattr__ by name (0.86 against 2.5 µs for the 15 fields), which
+# looks each name up again on every call. Listed by name: a new field must be added here
+# (tests/discovery/test_decode_fast_text.py checks that every field is set).
+_new = object.__new__
+(_set_name, _set_id, _set_address, _set_port, _set_ssl_port, _set_payload,
+ _set_registration_time, _set_service_type, _set_uri_spec, _set_enabled, _set_weight,
+ _set_zone, _set_tags, _set_metadata, _set_protocol) = (
+    getattr(ServiceInstance, field_name).__set__ for field_name in (
+        "name", "id", "address", "port", "ssl_port", "payload", "registration_time",
+        "service_type", "uri_spec", "enabled", "weight", "zone", "tags", "metadata",
+        "protocol",
+    )
+)
+
+
 def _prevalidated(
     name: str, id: str, address: str | None, port: int | None, ssl_port: int | None,
     payload: dict[str, JSONValue], registration_time: float, service_type: ServiceType,
@@ -354,23 +370,22 @@ def _prevalidated(
     fields take their defaults. Decoding 10,000 instances spends a third less time without
     the general checks.
     """
-    inst = object.__new__(ServiceInstance)
-    setattr_ = object.__setattr__
-    setattr_(inst, "name", name)
-    setattr_(inst, "id", id)
-    setattr_(inst, "address", address)
-    setattr_(inst, "port", port)
-    setattr_(inst, "ssl_port", ssl_port)
-    setattr_(inst, "payload", payload)
-    setattr_(inst, "registration_time", registration_time)
-    setattr_(inst, "service_type", service_type)
-    setattr_(inst, "uri_spec", None)
-    setattr_(inst, "enabled", enabled)
-    setattr_(inst, "weight", None)
-    setattr_(inst, "zone", None)
-    setattr_(inst, "tags", ())
-    setattr_(inst, "metadata", {})
-    setattr_(inst, "protocol", None)
+    inst: ServiceInstance = _new(ServiceInstance)
+    _set_name(inst, name)
+    _set_id(inst, id)
+    _set_address(inst, address)
+    _set_port(inst, port)
+    _set_ssl_port(inst, ssl_port)
+    _set_payload(inst, payload)
+    _set_registration_time(inst, registration_time)
+    _set_service_type(inst, service_type)
+    _set_uri_spec(inst, None)
+    _set_enabled(inst, enabled)
+    _set_weight(inst, None)
+    _set_zone(inst, None)
+    _set_tags(inst, ())
+    _set_metadata(inst, {})
+    _set_protocol(inst, None)
     return inst
 
 
