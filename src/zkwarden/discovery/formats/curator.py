@@ -164,6 +164,69 @@ _FAST_KEYS = frozenset(
 _SERVICE_TYPES = {t.value: t for t in ServiceType}
 
 
+# The fast path on the raw text (_well_formed_text): a document exactly as Curator's
+# JsonInstanceSerializer (or this format) writes it, compact, in its key order. Strings are
+# printable ASCII without '"' or '\\' (no escapes, so the text is the value), names are
+# simple node names (simple_node_name), ints have JSON's integer syntax; the bounds the
+# pattern does not express (port <= 65535, |millis| < 2**53) are checked after the match.
+_CURATOR_TEXT = re.compile(
+    (
+        r'\{"name":"(NAME)","id":"(NAME)","address":(?:null|"(STR+)"),'
+        r'"port":(?:null|(PORT)),"sslPort":(?:null|(PORT)),'
+        r'"payload":(?:null|\{(PAIR(?:,PAIR)*)?\}),'
+        r'"registrationTimeUTC":(-?(?:0|[1-9][0-9]{0,15})),'
+        r'"serviceType":"(DYNAMIC|STATIC|PERMANENT|DYNAMIC_SEQUENTIAL)","uriSpec":null'
+        r'(?:,"enabled":(true|false))?\}'
+    )
+    .replace("PAIR", '"STR*":"STR*"')
+    .replace("STR", r"[ !#-\[\]-~]")  # printable ASCII but '"' and '\'
+    .replace("NAME", r'(?!\.\.?")[A-Za-z0-9_\-.:@]+')  # simple_node_name
+    .replace("PORT", "0|[1-9][0-9]{0,4}")
+).fullmatch
+_MAX_MILLIS = 2**53
+
+
+def _well_formed_text(text: str) -> ServiceInstance | None:
+    """The instance of a document in Curator's exact compact form, or None.
+
+    The same instance :func:`_well_formed` gives for the parsed document (so the same the
+    general path gives), without building the JSON objects first: one regular expression
+    validates and splits the text, about 4x cheaper than ``json`` and the checks. Any
+    other text, valid or not, returns None and is parsed as JSON.
+    """
+    match = _CURATOR_TEXT(text)
+    if match is None:
+        return None
+    name, node_id, address, port, ssl_port, pairs, millis, kind, enabled = match.groups()
+    port_value = None if port is None else int(port)
+    ssl_port_value = None if ssl_port is None else int(ssl_port)
+    millis_value = int(millis)
+    if (
+        (port_value is not None and port_value > 65535)
+        or (ssl_port_value is not None and ssl_port_value > 65535)
+        or not -_MAX_MILLIS < millis_value < _MAX_MILLIS
+    ):
+        return None
+    payload: dict[str, JSONValue] = {}
+    if pairs is not None:
+        # The pattern matched '"k1":"v1","k2":"v2"...' with no '"' inside a key or value,
+        # so splitting at '"' gives ['', k1, ':', v1, ',', k2, ':', v2, ''] (cheaper than
+        # a findall). dict() keeps a repeated key's first position and last value, as
+        # json does.
+        parts = pairs.split('"')
+        payload = dict(zip(parts[1::4], parts[3::4], strict=False))  # equal lengths
+        payload.pop("@class", None)
+        if PAYLOAD_KEY in payload:
+            return None
+    return _prevalidated(
+        name, node_id, address, port_value, ssl_port_value, payload,
+        # For |millis| < 2**53, millis / 1000 is the double nearest the millisecond value,
+        # which ServiceInstance's round(..., 3) leaves unchanged (checked in
+        # tests/discovery/test_decode_fast_text.py): no need to pay for the round.
+        millis_value / 1000, _SERVICE_TYPES[kind], enabled != "false",
+    )
+
+
 def _fast_port(value: object) -> bool:
     return value is None or (type(value) is int and 0 <= value <= 65535)
 
@@ -314,8 +377,16 @@ class CuratorFormat(RegistryFormat):
             self._reject(name, node_name, b"", "empty node")
             return None
         try:
-            obj = _DECODE_JSON(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._reject(name, node_name, data, f"not JSON: {exc}")
+            return None
+        fast = _well_formed_text(text)
+        if fast is not None:
+            return fast
+        try:
+            obj = _DECODE_JSON(text)
+        except (ValueError, RecursionError) as exc:
             self._reject(name, node_name, data, f"not JSON: {exc}")
             return None
         if type(obj) is dict:
