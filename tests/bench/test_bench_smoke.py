@@ -6,6 +6,7 @@ The benchmarks themselves run with `make bench`, never in `make test`.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -39,3 +40,67 @@ def test_bench_quick_run(zk_hosts: str, tmp_path: Path) -> None:
     assert "pipelined get: zkwarden / raw-socket bound" in names
     assert "| get, pipelined (200 in flight) [ops/s] | raw socket |" in proc.stdout
     assert elapsed < 30, f"the smoke run took {elapsed:.1f}s"
+
+
+@pytest.mark.timeout(150)
+def test_bench_scale_quick_run(zk_hosts: str, tmp_path: Path) -> None:
+    """`--scale --quick` runs every scale scenario at tiny sizes: every curve has a finite,
+    positive value at every size and its growth factors, the table has one row per curve,
+    and the other keys of an existing results.json survive."""
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"scenarios": {"kept": 1}, "scale": {"old": True}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--hosts", zk_hosts, "--scale", "--quick",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=140,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["scenarios"] == {"kept": 1}
+    scale = doc["scale"]
+    sizes = scale["meta"]["sizes"]
+    assert sizes == [20, 50, 100]
+    expected = {
+        "instances", "instances_cpu", "cache_start", "cache_start_cpu", "cache_rss",
+        "roll_reads", "roll_converge", "roll_propagate_p99",
+        "children_get", "children_get_cpu", "children_raw", "children_number",
+        "children_event", "children_event_cpu",
+    } | {f"{kind}_{m}" for kind in ("data", "persistent")
+         for m in ("arm", "arm_cpu", "reconnect", "reconnect_cpu", "raw_restore",
+                   "reconnect_ratio", "aclose_cpu", "close", "rss")}
+    assert set(scale["curves"]) == expected
+    for key, curve in scale["curves"].items():
+        for n in sizes:
+            value = curve["median"][str(n)]
+            assert value is not None and math.isfinite(value) and value > 0, (key, n, value)
+        growth = curve["growth_per_10x"]
+        assert len(growth) == len(sizes) - 1, key
+        assert all(g is not None and math.isfinite(g) and g > 0 for g in growth), (key, growth)
+        assert curve["verdict"] in ("linear or better", "FASTER THAN LINEAR"), key
+        row = f"| {curve['title']} | {curve['unit']} |"
+        assert row in proc.stdout, row
+    assert "| measure | unit | N=20 | N=50 | N=100 | growth per 10x | linear | verdict |" \
+        in proc.stdout
+
+
+def test_scale_growth_is_per_10x() -> None:
+    """The growth factor is normalised to 10x whatever the step between sizes: a curve
+    doubling when N doubles is linear (10x per 10x); one quadrupling is quadratic (100x)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.scale_base import Curves
+
+    curves = Curves()
+    linear = curves.total("a", "a", "ms")
+    square = curves.total("b", "b", "ms")
+    flat = curves.per_item("c", "c", "µs")
+    for n in (50, 100, 1000):
+        linear.add(n, n * 0.5)
+        square.add(n, n * n * 1e-3)
+        flat.add(n, 7.0)
+    sizes = [50, 100, 1000]
+    assert linear.growth(sizes) == pytest.approx([10.0, 10.0])
+    assert square.growth(sizes) == pytest.approx([100.0, 100.0])
+    assert flat.growth(sizes) == pytest.approx([1.0, 1.0])
+    assert linear.verdict(sizes) == "linear or better"
+    assert square.verdict(sizes) == "FASTER THAN LINEAR"
+    assert flat.verdict(sizes) == "linear or better"
