@@ -473,10 +473,10 @@ class SessionEngine:
         connection (or raises) first.
         """
         loop = self.loop
-        if loop is not None and self.conn is not None and self.machine.can_send:
+        if loop is not None:
             fut: asyncio.Future[Any] = loop.create_future()
-            self.send_now(request, path, fut, watcher)
-            return fut
+            if self.send_now(request, path, fut, watcher):
+                return fut
         return self._call_when_live(request, path, watcher)
 
     def send_now(

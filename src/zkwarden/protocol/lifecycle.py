@@ -44,6 +44,10 @@ class Phase(enum.Enum):
     CLOSING = "closing"  # close() began; nothing but CLOSED moves on from here
     CLOSED = "closed"
 
+    # Enum's own __hash__ is Python code (hash of the name): the request path asks
+    # ``phase in LIVE`` twice per request. Members are singletons compared by identity.
+    __hash__ = object.__hash__
+
 
 class SessionEvent(enum.Enum):
     """Inputs to the transition table."""
