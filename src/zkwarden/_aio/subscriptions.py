@@ -31,6 +31,9 @@ class Subscriptions:
     def __init__(self, engine: SessionEngine) -> None:
         self.engine = engine
         self.subscribers: set[Subscriber] = set()
+        # The same, by client path: "does anyone else watch this path?" is asked per
+        # removed persistent watch, and a scan of all would make closing N of them O(N²).
+        self._by_path: dict[str, set[Subscriber]] = {}
         # Removals of abandoned streams' watches: owned here, cancelled by aclose().
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -45,6 +48,7 @@ class Subscriptions:
         (Streams created from now on belong to the next session.)"""
         subscribers = list(self.subscribers)
         self.subscribers.clear()
+        self._by_path.clear()
         for sub in subscribers:
             sub.end(exc)
 
@@ -110,10 +114,19 @@ class Subscriptions:
         ClientClosedError, ForkedClientError."""
         self.engine.check_usable()
         self.subscribers.add(sub)
+        self._by_path.setdefault(sub.path, set()).add(sub)
+
+    def _forget(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        same_path = self._by_path.get(sub.path)
+        if same_path is not None:
+            same_path.discard(sub)
+            if not same_path:
+                del self._by_path[sub.path]
 
     def unregister(self, sub: Subscriber, kinds: Sequence[WatchKind]) -> bool:
         """Forget a subscriber; True when it was the last persistent one of its kind/path."""
-        self.subscribers.discard(sub)
+        self._forget(sub)
         server_path = self.server_path(sub.path)
         last = False
         for kind in kinds:
@@ -127,7 +140,7 @@ class Subscriptions:
 
     def unregister_one_shot(self, sub: Subscriber) -> list[WatchKind]:
         """Forget a one-shot subscriber; the kinds of watch it had armed on the server."""
-        self.subscribers.discard(sub)
+        self._forget(sub)
         server_path = self.server_path(sub.path)
         armed = []
         for kind in (WatchKind.DATA, WatchKind.EXIST, WatchKind.CHILD):
@@ -197,7 +210,7 @@ class Subscriptions:
         # Any live stream on the path counts, armed or not: one whose re-arming read is in
         # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
         # would strip the watch it is about to get.
-        if any(s.path == path and not s.ended for s in self.subscribers):
+        if any(not s.ended for s in self._by_path.get(path, ())):
             return True
         server_path = self.server_path(path)
         return any(self.engine.watches.has(k, server_path) for k in WatchKind)

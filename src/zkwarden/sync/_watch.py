@@ -1,6 +1,6 @@
 """Callback watches: what the loop reads, delivered on the dispatcher.
 
-A one-shot watch (``Client.watch``) is a :class:`~zkwarden._aio.watch.CallbackWatch`
+A one-shot watch (``Client.watch``) is a :class:`~zkwarden._aio.callback_watch.CallbackWatch`
 whose sink is the handle: the engine's event dispatch starts the re-read, and its reply
 is posted straight to the handle's dispatcher channel (no task, stream or coroutine per
 watch: 10,000 idle watches are 10,000 small objects). Other streams (persistent watches,
@@ -21,8 +21,9 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from .._aio.callback_watch import CallbackWatch
 from .._aio.subscriptions import Subscriptions
-from .._aio.watch import CallbackWatch, PersistentWatchStream, WatchStream
+from .._aio.watch import PersistentWatchStream, WatchStream
 from ..errors import ZooKeeperError
 from ..types import EventType, KeeperState, WatchEvent
 from ._dispatch import Channel, Dispatcher
