@@ -271,20 +271,23 @@ class WatchStream(_StreamBase):
 class PersistentWatchStream(_StreamBase):
     """``async for event in zk.add_watch(path)``; see :meth:`AsyncClient.add_watch`."""
 
-    __slots__ = ("recursive", "kind", "_queue", "_armed", "_overflow_warned")
+    __slots__ = ("recursive", "kind", "queue_limit", "_queue", "_armed", "_overflow_warned")
 
     def __init__(self, subscriptions: Subscriptions, path: str, recursive: bool) -> None:
         kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
         super().__init__(subscriptions, path, kind)
         self.recursive = recursive
         self.kind = kind
+        #: events queued before the consumer is told it fell behind (the client's
+        #: ``max_queued_events``; a cache raises it to what its view holds anyway)
+        self.queue_limit = subscriptions.max_queued_events
         self._queue: deque[WatchEvent] = deque()
         self._armed = False
         self._overflow_warned = False
 
     def deliver(self, event: WatchEvent) -> None:
         queue = self._queue
-        if len(queue) >= self._subs.max_queued_events:
+        if len(queue) >= self.queue_limit:
             # The consumer fell behind (rule 8): what it missed is gone; one event of the
             # kind a reconnect yields tells it to re-read, and memory stays bounded.
             queue.clear()
@@ -292,7 +295,7 @@ class PersistentWatchStream(_StreamBase):
             if not self._overflow_warned:
                 self._overflow_warned = True
                 log.warning("watch stream on %s fell %d events behind; events dropped",
-                            self.path, self._subs.max_queued_events)
+                            self.path, self.queue_limit)
             if self._subs.engine.metrics is not None:
                 self._subs.engine.metrics.queue_overflow("watch")
         queue.append(event)

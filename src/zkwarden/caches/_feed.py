@@ -62,6 +62,11 @@ class ChangeFeed(Generic[C]):
     def __len__(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def limit(self) -> int:
+        """Changes a subscriber may have queued before it gets the whole view instead."""
+        return self._limit
+
     def publish(self, changes: Iterable[C]) -> None:
         """Queue ``changes`` for every subscriber (never blocks, never raises)."""
         items = list(changes)

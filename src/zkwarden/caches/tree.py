@@ -515,7 +515,10 @@ class TreeCache:
         self._kids = {}
         for path, node in fresh.items():
             self._put(path, node)
-        self._publish(changes)
+        if len(changes) < self._feed.limit:
+            self._publish(changes)
+        # else: every subscriber would overflow on them and get the whole view instead,
+        # which the Resynced below is (a first load of a big tree: no warning, no copies)
         self._resynced(truncated=truncated)
 
     async def _apply(self, events: list[WatchEvent]) -> None:
