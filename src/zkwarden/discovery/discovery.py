@@ -108,10 +108,14 @@ class ServiceDiscovery:
                         found.append(inst)
             return found
 
+        # The children are node names from the server (never empty, never holding '/'), so
+        # this is paths.join's result without its per-name strip; the reads still check
+        # every path as a path.
+        prefix = service_path + "/"
+
         async def read_and_decode(names: list[str]) -> list[ServiceInstance]:
             # Decoding a batch overlaps with the server answering the next ones.
-            return decode(names, await self._read_all([_paths.join(service_path, c)
-                                                        for c in names]))
+            return decode(names, await self._read_all([prefix + c for c in names]))
 
         batches = [children[i : i + _MULTI_READ_BATCH]
                    for i in range(0, len(children), _MULTI_READ_BATCH)]
