@@ -258,3 +258,22 @@ def test_a_service_type_the_pattern_knows_is_every_service_type() -> None:
         text = _BASE.replace('"DYNAMIC"', f'"{kind.value}"')
         fast = _check(text)
         assert fast is not None and fast.service_type is kind
+
+
+def test_a_remembered_payload_is_never_shared_between_instances() -> None:
+    first = curator._well_formed_text(_BASE)
+    second = curator._well_formed_text(_BASE)
+    assert first is not None and second is not None
+    assert first.payload == second.payload == {"zone": "z0"}
+    assert first.payload is not second.payload
+    first.payload["zone"] = "changed"  # a careless caller: read-only by contract
+    third = curator._well_formed_text(_BASE)
+    assert third is not None and third.payload == {"zone": "z0"}
+
+
+def test_the_payload_memo_stays_bounded() -> None:
+    for i in range(3 * curator._PAYLOADS_SIZE):
+        text = _BASE.replace('"zone":"z0"', f'"zone":"z{i}"')
+        inst = curator._well_formed_text(text)
+        assert inst is not None and inst.payload == {"zone": f"z{i}"}
+        assert len(curator._PAYLOADS) <= curator._PAYLOADS_SIZE
