@@ -30,3 +30,18 @@ _OURS = re.compile(r"^zkwarden-\d+-(loop|callbacks|listeners)")
 def no_new_threads(before: set[threading.Thread], timeout: float = 2.0) -> bool:
     """Wait until no loop/callback thread beyond those in ``before`` is alive."""
     return wait_until(lambda: set(zk_threads()) <= before, timeout)
+
+
+def call_in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run ``fn`` on a daemon thread; the list gets its result or exception."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome

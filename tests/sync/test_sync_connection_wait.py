@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from sync_helpers import wait_until
+from sync_helpers import call_in_thread, wait_until
 
 from zkwarden import Client, ClientState, errors
 from zkwarden.testing import FaultProxy
@@ -26,21 +26,6 @@ BOUND = SESSION + 3.0
 HANG = 15.0
 # Spelled out rather than imported, so this module also runs against code without it.
 FOREVER = math.inf
-
-
-def _call_in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    """Run ``fn`` on a daemon thread; the list gets its result or exception."""
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 @pytest.fixture
@@ -74,7 +59,7 @@ def test_default_timeout_gives_up_while_no_server_is_reachable(
         "get": lambda: cut_off.get(zk_path),
     }
     t0 = time.monotonic()
-    thread, outcome = _call_in_thread(calls[call])
+    thread, outcome = call_in_thread(calls[call])
     thread.join(HANG)
     elapsed = time.monotonic() - t0
     assert not thread.is_alive(), f"{call}() still blocked after {HANG}s without a server"
@@ -86,7 +71,7 @@ def test_forever_waits_past_the_default_bound(
     fault_proxy: FaultProxy, cut_off: Client, observer: Client, zk_path: str
 ) -> None:
     seen: list[bytes | None] = []
-    thread, outcome = _call_in_thread(
+    thread, outcome = call_in_thread(
         lambda: cut_off.watch(zk_path, "data", lambda event: seen.append(event.data),
                               timeout=FOREVER))
     thread.join(BOUND + 1.0)
@@ -101,7 +86,7 @@ def test_forever_waits_past_the_default_bound(
 
 
 def test_forever_wait_still_ends_on_close(cut_off: Client, zk_path: str) -> None:
-    thread, outcome = _call_in_thread(
+    thread, outcome = call_in_thread(
         lambda: cut_off.add_watch(zk_path, lambda event: None, timeout=FOREVER))
     thread.join(BOUND + 1.0)
     assert thread.is_alive() and not outcome, outcome
@@ -124,7 +109,7 @@ def test_forever_get_rides_out_an_outage(fault_proxy: FaultProxy, zk_path: str) 
         with pytest.raises(errors.ConnectionLossError):
             zk.get(zk_path)
         assert time.monotonic() - t0 < 0.5 + 2.0
-        thread, outcome = _call_in_thread(lambda: zk.get(zk_path, timeout=FOREVER))
+        thread, outcome = call_in_thread(lambda: zk.get(zk_path, timeout=FOREVER))
         time.sleep(1.5)  # three times the default wait (the session may expire meanwhile)
         assert thread.is_alive() and not outcome, outcome
         fault_proxy.pass_through()

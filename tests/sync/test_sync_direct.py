@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
-from sync_helpers import wait_until
+from sync_helpers import call_in_thread, wait_until
 
 from zkwarden import Client, ClientState, errors
 from zkwarden.sync._portal import Portal
@@ -63,27 +63,13 @@ def test_live_reads_and_sets_answer_like_the_coroutine_path_without_a_task(
     zk.delete(zk_path, recursive=True)
 
 
-def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 def _started_and_blocked(fault_proxy: FaultProxy, zk_path: str) -> tuple[
         Client, threading.Thread, list[object]]:
     zk = Client(fault_proxy.connect_string, session_timeout=4.0, track_ensemble=False)
     zk.start()
     zk.create(zk_path, b"x")
     fault_proxy.blackhole("downstream")  # the request goes out, no reply comes back
-    thread, outcome = _in_thread(lambda: zk.get(zk_path))
+    thread, outcome = call_in_thread(lambda: zk.get(zk_path))
     time.sleep(0.2)
     assert thread.is_alive() and not outcome
     return zk, thread, outcome
@@ -173,7 +159,7 @@ def test_a_timed_out_call_is_forgotten_and_its_late_answer_ignored(portal: Porta
 
 
 def test_a_call_in_flight_when_the_portal_stops_is_answered(portal: Portal) -> None:
-    thread, outcome = _in_thread(lambda: portal.run_direct(lambda sink: True, _answer, None,
+    thread, outcome = call_in_thread(lambda: portal.run_direct(lambda sink: True, _answer, None,
                                                            "get"))
     assert wait_until(lambda: bool(portal._pending), BOUND)
     assert portal.stop(5.0)
