@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from ._common import ROOT, Series, load_average, start_server
+from ._common import ROOT, Series, load_average, server_for_run
 from .clients import Clients, connect, installed
 from .procs import run_idle, run_memory
 from .rolling import run_rolling
@@ -98,19 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"scenarios": {}, "rolling": None, "idle": None, "memory": None}
     loads: dict[str, float] = {}
     with ExitStack() as stack:
-        server_version = "?"
-        if args.hosts:
-            host, _, port_s = args.hosts.rpartition(":")
-            port = int(port_s)
-        else:
-            log("starting ZooKeeper ...")
-            server = start_server()
-            stack.callback(server.stop)
-            host, port = server.host, server.port
-            try:
-                server_version = server.four_letter_word("srvr").splitlines()[0]
-            except Exception:  # informational only
-                pass
+        host, port, server_version = server_for_run(args.hosts, stack, log)
         c = connect(host, port, others, use_uvloop=args.uvloop)
         stack.callback(c.close)
         warm = args.server_warmup if args.server_warmup is not None else (

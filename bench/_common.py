@@ -8,7 +8,8 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +59,24 @@ def start_server() -> ZooKeeperServer:
     server = BenchServer(tick_time=2.0, force_sync=False, jvm_heap="1g")
     server.start(timeout=60.0)
     return server
+
+
+def server_for_run(hosts: str | None, stack: ExitStack,
+                   log: Callable[[str], None]) -> tuple[str, int, str]:
+    """``(host, port, server version)`` of the server to measure: ``hosts`` (host:port)
+    if given, else a bench server started now and stopped when ``stack`` closes."""
+    if hosts:
+        host, _, port_s = hosts.rpartition(":")
+        return host, int(port_s), "?"
+    log("starting ZooKeeper ...")
+    server = start_server()
+    stack.callback(server.stop)
+    version = "?"
+    try:
+        version = server.four_letter_word("srvr").splitlines()[0]
+    except Exception:  # informational only
+        pass
+    return server.host, server.port, version
 
 
 class LoopThread:

@@ -34,6 +34,40 @@ SERVICE = "bench-roll"
 INTERVAL = 0.1  # seconds between batches
 
 
+def fresh_instances(service: str, n: int, octet: int) -> list[Any]:
+    """``n`` new instances of ``service`` (new ids), addresses 10.<octet>.x.y."""
+    from zkwarden.discovery import ServiceInstance
+
+    return [ServiceInstance(service, address=f"10.{octet}.{i >> 8 & 255}.{i & 255}",
+                            port=9090) for i in range(n)]
+
+
+async def roll_instances(
+    zk: Any, base: str, old_ids: list[str], fresh: list[Any], batch: int, interval: float,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Replace each old instance by a fresh one (delete, then create under the new id),
+    ``batch`` at a time, ``interval`` seconds apart. Returns when each removal and each
+    addition was acknowledged (CLOCK_MONOTONIC), by instance id."""
+    from zkwarden.discovery import CuratorFormat
+
+    fmt = CuratorFormat()
+    removed: dict[str, float] = {}
+    added: dict[str, float] = {}
+
+    async def restart(old: str, new: Any) -> None:
+        await zk.delete(f"{fmt.service_path(base, new.name)}/{old}")
+        removed[old] = time.monotonic()
+        await zk.create(fmt.instance_path(base, new), fmt.encode(new))
+        added[new.id] = time.monotonic()
+
+    for i in range(0, len(fresh), batch):
+        if i:
+            await asyncio.sleep(interval)
+        await asyncio.gather(*(restart(o, x) for o, x in zip(
+            old_ids[i:i + batch], fresh[i:i + batch], strict=True)))
+    return removed, added
+
+
 class _Child:
     def __init__(self, hosts: str, caches: int) -> None:
         self.proc = subprocess.Popen(
@@ -71,7 +105,7 @@ class _Child:
 def run_rolling(
     c: Clients, sizes: Sizes, rounds: int, warmup: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    from zkwarden.discovery import CuratorFormat, ServiceInstance
+    from zkwarden.discovery import CuratorFormat
 
     from .scenarios import create_instances
 
@@ -98,29 +132,11 @@ def run_rolling(
         if ready.get("instances") != [n] * sizes.rolling_caches:
             raise RuntimeError(f"caches started with {ready.get('instances')} instances")
         for r in range(warmup + rounds):
-            fresh = [ServiceInstance(SERVICE, address=f"10.1.{i >> 8 & 255}.{i & 255}",
-                                     port=9090) for i in range(n)]
+            fresh = fresh_instances(SERVICE, n, 1)
             child.send({"cmd": "begin", "expect": [i.id for i in fresh]})
             child.recv()
-            acks_rm: dict[str, float] = {}
-            acks_add: dict[str, float] = {}
-
-            async def restart(old: str, new: Any, acks_rm: dict[str, float] = acks_rm,
-                              acks_add: dict[str, float] = acks_add) -> None:
-                await zk.delete(f"{service_path}/{old}")
-                acks_rm[old] = time.monotonic()
-                await zk.create(fmt.instance_path(base, new), fmt.encode(new))
-                acks_add[new.id] = time.monotonic()
-
-            async def roll(old_ids: list[str], new: list[Any]) -> None:
-                for i in range(0, n, batch):
-                    if i:
-                        await asyncio.sleep(INTERVAL)
-                    await asyncio.gather(*(restart(o, x) for o, x in
-                                           zip(old_ids[i:i + batch], new[i:i + batch],
-                                               strict=True)))
-
-            c.zl.run(roll(current, fresh))
+            acks_rm, acks_add = c.zl.run(roll_instances(zk, base, current, fresh, batch,
+                                                        INTERVAL))
             t_last = max(max(acks_rm.values()), max(acks_add.values()))
             child.send({"cmd": "collect", "timeout": 60})
             res = child.recv()

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ._common import SESSION_TIMEOUT, LoopThread, load_average, start_server
+from ._common import SESSION_TIMEOUT, LoopThread, load_average, server_for_run
 from .scale_base import Ctx, Curves, loop_native_id
 from .scale_service import Service, run_service
 from .scale_watches import Children, run_children, run_watches
@@ -56,19 +56,7 @@ def main(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     loads: dict[str, float] = {}
     notes: list[str] = []
     with ExitStack() as stack:
-        server_version = "?"
-        if args.hosts:
-            host, _, port_s = args.hosts.rpartition(":")
-            port = int(port_s)
-        else:
-            log("starting ZooKeeper ...")
-            server = start_server()
-            stack.callback(server.stop)
-            host, port = server.host, server.port
-            try:
-                server_version = server.four_letter_word("srvr").splitlines()[0]
-            except Exception:  # informational only
-                pass
+        host, port, server_version = server_for_run(args.hosts, stack, log)
         loop = LoopThread("scale-zkwarden")
         stack.callback(loop.close)
         zk = loop.run(_connect(f"{host}:{port}"))

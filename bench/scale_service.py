@@ -12,11 +12,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 from ._common import percentile
+from .rolling import fresh_instances, roll_instances
 from .scale_base import Child, Ctx, run_child
 from .scale_probe import make_cache
 from .scenarios import create_instances
@@ -98,9 +97,7 @@ def run_service(ctx: Ctx, svc: Service, n: int) -> None:
 
 
 def run_rolling(ctx: Ctx, svc: Service, n: int) -> None:
-    from zkwarden.discovery import ServiceInstance
-
-    curves, zk, fmt = ctx.curves, ctx.zk, svc.fmt
+    curves, zk = ctx.curves, ctx.zk
     reads = curves.per_item("roll_reads", "rolling restart: reads per added instance", "reads")
     conv = curves.total("roll_converge", "rolling restart: convergence after the last write",
                         "ms")
@@ -113,28 +110,11 @@ def run_rolling(ctx: Ctx, svc: Service, n: int) -> None:
         if ready["instances"] != n:
             raise RuntimeError(f"rolling cache started with {ready['instances']} instances")
         for r in range(ctx.rounds):
-            fresh = [ServiceInstance(SERVICE, address=f"10.9.{i >> 8 & 255}.{i & 255}",
-                                     port=9090) for i in range(n)]
+            fresh = fresh_instances(SERVICE, n, 9)
             child.send({"cmd": "begin", "expect": [i.id for i in fresh]})
             child.recv()
-            acks_rm: dict[str, float] = {}
-            acks_add: dict[str, float] = {}
-
-            async def restart(old: str, new: Any, acks_rm: dict[str, float] = acks_rm,
-                              acks_add: dict[str, float] = acks_add) -> None:
-                await zk.delete(f"{svc.path}/{old}")
-                acks_rm[old] = time.monotonic()
-                await zk.create(fmt.instance_path(svc.base, new), fmt.encode(new))
-                acks_add[new.id] = time.monotonic()
-
-            async def roll(old_ids: list[str], new: list[Any]) -> None:
-                for i in range(0, n, batch):
-                    if i:
-                        await asyncio.sleep(ROLL_INTERVAL)
-                    await asyncio.gather(*(restart(o, x) for o, x in zip(
-                        old_ids[i:i + batch], new[i:i + batch], strict=True)))
-
-            ctx.loop.run(roll(svc.ids, fresh))
+            acks_rm, acks_add = ctx.loop.run(roll_instances(zk, svc.base, svc.ids, fresh,
+                                                            batch, ROLL_INTERVAL))
             svc.ids = [i.id for i in fresh]
             t_last = max(max(acks_rm.values()), max(acks_add.values()))
             child.send({"cmd": "collect", "timeout": 120})
