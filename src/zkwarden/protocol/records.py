@@ -178,13 +178,21 @@ class ConnectResponse:
         return cls(version, timeout, session, password, read_only)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MultiHeader:
     """MultiHeader: ``int type, boolean done, int err`` (one per op in multi)."""
 
     type: int
     done: bool
     err: int
+
+    def __init__(self, type: int, done: bool, err: int) -> None:
+        # Through the slot setters, like Stat: the frozen dataclass __init__ assigns each
+        # field by name through object.__setattr__, and multi and multiRead build a header
+        # per op (10,000 for ServiceDiscovery.instances() of 10,000).
+        _mh_type(self, type)
+        _mh_done(self, done)
+        _mh_err(self, err)
 
     def write(self, w: Writer) -> None:
         # One pack instead of three Writer calls: multi and multiRead write one header per
@@ -197,6 +205,11 @@ class MultiHeader:
         done = r.bool()
         err = r.int()
         return cls(op_type, done, err)
+
+
+_mh_type, _mh_done, _mh_err = (
+    getattr(MultiHeader, f.name).__set__ for f in dataclasses.fields(MultiHeader)
+)
 
 
 @dataclass(frozen=True, slots=True)
