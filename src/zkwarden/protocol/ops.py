@@ -357,6 +357,9 @@ class CheckVersion(Request):
 
 
 _MULTI_END = MultiHeader(-1, True, -1)
+_MULTI_END_BYTES = struct.pack(">i?i", -1, True, -1)
+# a multiRead op: its MultiHeader (type, done, err) and the length of its path
+_MULTI_READ_OP = struct.Struct(">i?ii")
 _WRITE_OPS = (Create, Create2, CreateContainer, CreateTTL, Delete, SetData, CheckVersion)
 _READ_OPS = (GetData, GetChildren)
 
@@ -397,14 +400,19 @@ class MultiRead(Request):
     path: str = ""
 
     def body(self) -> bytes:
-        w = Writer()
+        parts: list[bytes] = []
+        pack = _MULTI_READ_OP.pack
         for op in self.ops:
             if not isinstance(op, _READ_OPS):
                 raise ProtocolError(f"{type(op).__name__} cannot be part of multi_read")
-            MultiHeader(op.OPCODE, False, -1).write(w)
-            w.buf += _path_bytes(op.path) + b"\x00"  # the server ignores the watch flag
-        _MULTI_END.write(w)
-        return bytes(w.buf)
+            raw = op.path.encode("utf-8")
+            # One pack per op (its MultiHeader and the path's length), then the path and
+            # the watch flag the server ignores: a multiRead of 10,000 encodes 10,000.
+            parts.append(pack(op.OPCODE, False, -1, len(raw)))
+            parts.append(raw)
+            parts.append(b"\x00")
+        parts.append(_MULTI_END_BYTES)
+        return b"".join(parts)
 
     def read_response(self, r: Reader) -> list[Any]:
         return read_multi_results(r)
