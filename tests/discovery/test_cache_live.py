@@ -20,6 +20,7 @@ from zkwarden.discovery import (
     ServiceRegistry,
     Updated,
 )
+from zkwarden.errors import ConfigurationError
 from zkwarden.testing import FaultProxy
 
 pytestmark = pytest.mark.asyncio
@@ -261,4 +262,22 @@ async def test_many_subscribers_each_get_view_then_changes(make_client: Any, zk_
     nexts = await asyncio.gather(*(asyncio.wait_for(s.__anext__(), 5) for s in streams))
     assert all(isinstance(n, Added) and n.instance.id == "second" for n in nexts)
     await cache.close()
+    await reg.close()
+
+
+async def test_max_nodes_bounds_every_cache_of_a_discovery(make_client: Any,
+                                                           zk_path: str) -> None:
+    base = f"{zk_path}/services"
+    writer, reader = await make_client(), await make_client()
+    reg = ServiceRegistry(writer, base)
+    for i in range(8):
+        await reg.register(ServiceInstance(name="web", id=f"i{i}", address="a", port=1 + i))
+    with pytest.raises(ConfigurationError):
+        ServiceDiscovery(reader, base, max_nodes=0)
+    small = await ServiceDiscovery(reader, base, max_nodes=5).cache("web")
+    assert len(small.instances()) < 8 and small.stale  # bounded: marked, not silently short
+    full = await ServiceDiscovery(reader, base, max_nodes=9).cache("web")
+    assert len(full.instances()) == 8 and not full.stale
+    await small.close()
+    await full.close()
     await reg.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import paths as _paths
 from .._aio.client import AsyncClient
-from ..caches import WatchMode
+from ..caches import DEFAULT_MAX_NODES, WatchMode
 from ..errors import ConfigurationError, ConnectionLossError, NoNodeError, UnimplementedError
 from .cache import ServiceCache
 from .formats import RegistryFormat, get_format
@@ -33,11 +33,13 @@ class ServiceDiscovery:
     it when ZooKeeper is unreachable. ``protect_threshold`` (0–1) keeps a cache's old
     view when a full re-read finds fewer than that fraction of the instances it had.
     ``watch_mode`` ("auto": persistent watches, one-shot ones on servers without them;
-    "persistent"; "one-shot") and ``sync_on_reconnect`` go to every cache (see
-    :class:`zkwarden.caches.TreeCache`).
+    "persistent"; "one-shot"), ``sync_on_reconnect`` and ``max_nodes`` (the nodes a cache
+    may hold: a service's instances plus its own node; raise it above 100,000 for bigger
+    services) go to every cache (see :class:`zkwarden.caches.TreeCache`).
 
     Raises (constructor):
-        ConfigurationError: unknown format or watch_mode. InvalidPathError: bad base path.
+        ConfigurationError: unknown format or watch_mode, max_nodes not an int >= 1.
+        InvalidPathError: bad base path.
     """
 
     def __init__(
@@ -50,9 +52,13 @@ class ServiceDiscovery:
         protect_threshold: float | None = None,
         watch_mode: WatchMode = "auto",
         sync_on_reconnect: bool = False,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> None:
         if watch_mode not in ("auto", "persistent", "one-shot"):
             raise ConfigurationError(f"unknown watch_mode {watch_mode!r}")
+        if type(max_nodes) is not int or max_nodes < 1:
+            raise ConfigurationError(f"max_nodes must be an int >= 1, not {max_nodes!r}")
+        self._max_nodes = max_nodes
         self._watch_mode: WatchMode = watch_mode
         self._sync_on_reconnect = sync_on_reconnect
         self._client = client
@@ -155,7 +161,7 @@ class ServiceDiscovery:
                 self._client, self._format, self._base, name,
                 snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
                 on_close=self._forget, watch_mode=self._watch_mode,
-                sync_on_reconnect=self._sync_on_reconnect,
+                sync_on_reconnect=self._sync_on_reconnect, max_nodes=self._max_nodes,
             )
             self._caches[name] = cache
         await cache.start(wait=wait)
@@ -183,7 +189,7 @@ class ServiceDiscovery:
                 self._client, self._format, self._base, name,
                 snapshot_dir=self._snapshot_dir, protect_threshold=self._protect,
                 on_close=self._forget, watch_mode=self._watch_mode,
-                sync_on_reconnect=self._sync_on_reconnect,
+                sync_on_reconnect=self._sync_on_reconnect, max_nodes=self._max_nodes,
             )
             self._caches[name] = cache
             # The cache owns its watch task (close() ends it); nothing to await here.
