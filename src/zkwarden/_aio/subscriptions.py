@@ -30,12 +30,24 @@ class Subscriptions:
 
     def __init__(self, engine: SessionEngine) -> None:
         self.engine = engine
-        self.subscribers: set[Subscriber] = set()
-        # The same, by client path: "does anyone else watch this path?" is asked per
-        # removed persistent watch, and a scan of all would make closing N of them O(N²).
-        self._by_path: dict[str, set[Subscriber]] = {}
+        # Every live subscriber, by client path: "does anyone else watch this path?" is
+        # asked per closed stream, and a scan of all would make closing N of them O(N²).
+        # A path's one subscriber is the value itself (a set per path cost 240 bytes a
+        # watch; 10,000 watches are a normal load).
+        self._by_path: dict[str, Subscriber | list[Subscriber]] = {}
         # Removals of abandoned streams' watches: owned here, cancelled by aclose().
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def subscribers(self) -> set[Subscriber]:
+        """Every live subscriber (a new set: for checks and tests, not the hot path)."""
+        out: set[Subscriber] = set()
+        for same_path in self._by_path.values():
+            if isinstance(same_path, list):
+                out.update(same_path)
+            else:
+                out.add(same_path)
+        return out
 
     @property
     def max_queued_events(self) -> int:
@@ -47,7 +59,6 @@ class Subscriptions:
         """LOST was reported: every subscriber of the lost session ends with ``exc``.
         (Streams created from now on belong to the next session.)"""
         subscribers = list(self.subscribers)
-        self.subscribers.clear()
         self._by_path.clear()
         for sub in subscribers:
             sub.end(exc)
@@ -113,16 +124,24 @@ class Subscriptions:
         """Raises:
         ClientClosedError, ForkedClientError."""
         self.engine.check_usable()
-        self.subscribers.add(sub)
-        self._by_path.setdefault(sub.path, set()).add(sub)
+        same_path = self._by_path.get(sub.path)
+        if same_path is sub or (isinstance(same_path, list) and sub in same_path):
+            return
+        if same_path is None:
+            self._by_path[sub.path] = sub
+        elif isinstance(same_path, list):
+            same_path.append(sub)
+        else:
+            self._by_path[sub.path] = [same_path, sub]
 
     def _forget(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
         same_path = self._by_path.get(sub.path)
-        if same_path is not None:
-            same_path.discard(sub)
-            if not same_path:
-                del self._by_path[sub.path]
+        if same_path is sub:
+            del self._by_path[sub.path]
+        elif isinstance(same_path, list) and sub in same_path:
+            same_path.remove(sub)
+            if len(same_path) == 1:
+                self._by_path[sub.path] = same_path[0]
 
     def unregister(self, sub: Subscriber, kinds: Sequence[WatchKind]) -> bool:
         """Forget a subscriber; True when it was the last persistent one of its kind/path."""
@@ -210,7 +229,11 @@ class Subscriptions:
         # Any live stream on the path counts, armed or not: one whose re-arming read is in
         # flight is not in the registry yet, and RemoveWatches(ANY) sent behind that read
         # would strip the watch it is about to get.
-        if any(not s.ended for s in self._by_path.get(path, ())):
+        same_path = self._by_path.get(path)
+        if isinstance(same_path, list):
+            if any(not s.ended for s in same_path):
+                return True
+        elif same_path is not None and not same_path.ended:
             return True
         server_path = self.server_path(path)
         return any(self.engine.watches.has(k, server_path) for k in WatchKind)
