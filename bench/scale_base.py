@@ -62,7 +62,7 @@ class Curve:
         growth = [g for g in self.growth(sizes) if g is not None]
         if not growth:
             return "?"
-        return "FASTER THAN LINEAR" if max(growth) > self.linear * TOLERANCE else "linear or better"
+        return "grows faster than linear" if max(growth) > self.linear * TOLERANCE else "linear or better"
 
     def as_json(self, sizes: list[int]) -> dict[str, Any]:
         return {
