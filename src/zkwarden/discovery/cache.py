@@ -132,12 +132,18 @@ class ServiceCache:
         self._snapshot_file = f"cache-{format.name}-{name or '_all'}.json"
         self._protect = protect_threshold
         self._on_close = on_close
+        # The tree's one subscriber is this cache: a rolling restart publishes a whole batch
+        # of changes at once (10,000 for batches of 5,000 instances), and falling behind
+        # would cost a rebuild from a copy of the view; it may queue what the view may hold.
+        queued = max(DEFAULT_MAX_QUEUED_CHANGES, 2 * max_nodes)
         if name is not None:  # the service node and its children, the instances
             self._tree = TreeCache(client, self._root, max_depth=1, max_nodes=max_nodes,
-                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect)
+                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect,
+                                   max_queued_changes=queued)
         else:  # every service: only the paths that lead to instance nodes
             self._tree = TreeCache(client, self._root, accept=self._wanted, max_nodes=max_nodes,
-                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect)
+                                   watch_mode=watch_mode, sync_on_reconnect=sync_on_reconnect,
+                                   max_queued_changes=queued)
         self._view: dict[_Key, _Entry] = {}
         self._feed: ChangeFeed[CacheChange] = ChangeFeed(
             f"cache {self._root}", self._current, limit=DEFAULT_MAX_QUEUED_CHANGES, logger=log
