@@ -70,13 +70,19 @@ def test_bench_scale_quick_run(zk_hosts: str, tmp_path: Path) -> None:
                    "reconnect_ratio", "aclose_cpu", "close", "rss")}
     assert set(scale["curves"]) == expected
     for key, curve in scale["curves"].items():
+        # RSS grows in whole pages: 20 watches may fit in pages the child already has, so
+        # a memory figure may be 0 at these tiny sizes (and its growth then undefined).
+        pages = key.endswith("_rss")
         for n in sizes:
             value = curve["median"][str(n)]
-            assert value is not None and math.isfinite(value) and value > 0, (key, n, value)
+            assert value is not None and math.isfinite(value), (key, n, value)
+            assert value >= 0 if pages else value > 0, (key, n, value)
         growth = curve["growth_per_10x"]
         assert len(growth) == len(sizes) - 1, key
-        assert all(g is not None and math.isfinite(g) and g > 0 for g in growth), (key, growth)
-        assert curve["verdict"] in ("linear or better", "grows faster than linear"), key
+        assert all((g is None and pages) or (g is not None and math.isfinite(g) and g > 0)
+                   for g in growth), (key, growth)
+        verdicts = ("linear or better", "grows faster than linear") + (("?",) if pages else ())
+        assert curve["verdict"] in verdicts, key
         row = f"| {curve['title']} | {curve['unit']} |"
         assert row in proc.stdout, row
     assert "| measure | unit | N=20 | N=50 | N=100 | growth per 10x | linear | verdict |" \
