@@ -44,6 +44,16 @@ async def test_read_only_server_gives_read_only_state() -> None:
             assert data == b"kept"
             with pytest.raises(errors.NotReadOnlyError):
                 await client.create("/ro-write", b"")
+            # The server refuses a write at once, ahead of the reads sent before it: the
+            # refusal may overtake their replies, and that is no broken connection.
+            reconnects = client.reconnects
+            for _ in range(20):
+                read, write = await asyncio.gather(
+                    client.get("/ro-data"), client.create("/ro-write", b""),
+                    return_exceptions=True)
+                assert isinstance(write, errors.NotReadOnlyError), write
+                assert not isinstance(read, BaseException) and read[0] == b"kept", read
+            assert client.state is ClientState.READ_ONLY and client.reconnects == reconnects
         finally:
             await client.close()
         # Without read_only=True a read-only server is not acceptable: no session.

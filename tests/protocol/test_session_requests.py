@@ -72,6 +72,28 @@ def test_out_of_order_reply_is_protocol_error() -> None:
         m.receive(reply(xb, 5, 0, ustring("/b")), 1.0)
 
 
+def test_read_only_server_refusing_a_write_may_overtake_earlier_reads() -> None:
+    # ZooKeeper's ReadOnlyRequestProcessor answers NOTREADONLY itself, while the reads sent
+    # before the write are still in its pipeline (seen against a 3.8 read-only member).
+    m = connected(read_only=True)
+    xa = send(m, ops.GetData("/a"), "a")
+    xw = send(m, ops.Create("/w", b"", (), 0), "w")
+    xb = send(m, ops.Exists("/b"), "b")
+    refused = m.receive(reply(xw, 0, -119), 1.0)
+    assert isinstance(refused, Reply) and refused.token == "w" and refused.err == -119
+    first = m.receive(reply(xa, 10, 0, hx("00000001 78 " + STAT_HEX)), 1.0)
+    assert isinstance(first, Reply) and first.token == "a" and first.result[0] == b"x"
+    last = m.receive(reply(xb, 10, -101), 1.0)
+    assert isinstance(last, Reply) and last.token == "b" and m.pending_count == 0
+    # Any other reply out of order is still a broken stream; so is a refusal of nothing.
+    send(m, ops.GetData("/c"), "c")
+    xd = send(m, ops.GetData("/d"), "d")
+    with pytest.raises(ProtocolError):
+        m.receive(reply(xd, 0, -101), 1.0)
+    with pytest.raises(ProtocolError):
+        m.receive(reply(999, 0, -119), 1.0)
+
+
 @pytest.mark.parametrize("xid", [1, 7, -3, -8, 0])
 def test_reply_with_nothing_pending_is_protocol_error(xid: int) -> None:
     m = connected()

@@ -115,6 +115,7 @@ _FRAME_HEADER = struct.Struct(">iii")  # frame length, xid, opcode
 _REPLY_HEADER = struct.Struct(">iqi")
 _PING_FRAME = _FRAME_HEADER.pack(8, XID_PING, 11)
 _AUTH_FAILED = -115  # AuthFailed: what the server answers to a failed SASL exchange
+_NOT_READ_ONLY = -119  # NotReadOnly: a write sent to a read-only server
 
 
 @dataclass(slots=True)
@@ -553,6 +554,8 @@ class SessionMachine(Generic[T]):
             raise ProtocolError(f"reply with xid {xid} but no request is pending")
         head = pending[0]
         if head.xid != xid:
+            if err == _NOT_READ_ONLY and xid > 0:
+                return self._write_refused(xid, zxid)
             raise ProtocolError(f"reply xid {xid} out of order (expected {head.xid})")
         if xid == XID_PING:
             pending.popleft()
@@ -576,6 +579,19 @@ class SessionMachine(Generic[T]):
             self._restore_step()
             return None
         return new_reply(head.token, request, err, result, zxid)
+
+    def _write_refused(self, xid: int, zxid: int) -> Reply[T]:
+        """A read-only server refuses a write at once, ahead of the replies to reads still
+        in its pipeline (ZooKeeper 3.8's ReadOnlyRequestProcessor answers NOTREADONLY
+        itself): the one reply that may overtake others. Raises ProtocolError if no such
+        request is pending."""
+        for entry in self._pending:
+            if entry.xid == xid:
+                self._pending.remove(entry)
+                if zxid > 0:
+                    self.last_zxid = max(self.last_zxid, zxid)
+                return new_reply(entry.token, entry.request, _NOT_READ_ONLY, None, zxid)
+        raise ProtocolError(f"NOTREADONLY reply for xid {xid}, which is not pending")
 
     # --- connection loss and expiry ------------------------------------------------------
 
