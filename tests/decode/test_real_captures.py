@@ -191,9 +191,12 @@ def test_stalled_server_answers_pings_slowly(six_second_server: ZooKeeperServer,
             zk.exists("/")
             with Capture(pcap, proxy.port):
                 proxy.delay(0.8)
-                time.sleep(5.0)  # pings go out after 2 s idle; each takes ~1.6 s
+                # pings go out after 2 s idle and each takes ~1.6 s now: 7 s hold at
+                # least two whole ones even when the capture started next to a ping
+                time.sleep(7.0)
                 proxy.delay(0)
                 zk.exists("/")
     result = decode_file(str(pcap))
-    assert "slow-ping" in _names(result)
-    assert set(_names(result)) == {"slow-ping"}
+    seen = [(round(f.time % 100, 3), f.direction, f.op, f.xid) for f in result.frames]
+    assert "slow-ping" in _names(result), seen
+    assert set(_names(result)) == {"slow-ping"}, seen
