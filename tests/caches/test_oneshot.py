@@ -160,6 +160,8 @@ async def test_sync_on_reconnect_to_another_member(
         await writer.start(timeout=20)
         await client.start(timeout=20)
         await writer.create(f"{root}/a", b"1", makepath=True)
+        # The client reads from a follower, which may not have applied the create yet.
+        await client.sync(root)
         synced = await TreeCache(client, root, watch_mode=mode,  # type: ignore[arg-type]
                                  sync_on_reconnect=True).start(timeout=20)
         plain = await TreeCache(client, root, watch_mode=mode).start(timeout=20)  # type: ignore[arg-type]
