@@ -34,20 +34,27 @@ def test_timeout_against_a_silent_server(fault_proxy: FaultProxy, zk_path: str) 
     zk.start()
     try:
         zk.create(zk_path, b"x")
-        fault_proxy.blackhole()
         for call in (lambda: zk.get(zk_path, timeout=0.3),
                      lambda: zk.set(zk_path, b"y", timeout=0.3),
                      lambda: zk.watch(zk_path, "data", print, timeout=0.3),
                      lambda: zk.transaction().create(f"{zk_path}/t").commit(timeout=0.3)):
+            # One silence per call: the four together would outlast the read timeout (1.3 s
+            # with the shared server's 2 s sessions), and a dropped connection is another test.
+            assert wait_until(lambda: zk.state is ClientState.CONNECTED, 5.0)
+            fault_proxy.blackhole()
             t0 = time.monotonic()
             with pytest.raises(TimeoutError):
                 call()
             assert 0.25 < time.monotonic() - t0 < 1.0
-        # A watch that timed out while arming leaves nothing subscribed.
-        assert len(zk.async_client._subs.subscribers) == 0
-        fault_proxy.pass_through()
+            # A watch that timed out while arming leaves nothing subscribed (the loop
+            # thread cancels it a moment after the caller gave up).
+            assert wait_until(lambda: len(zk.async_client._subs.subscribers) == 0, 2.0)
+            fault_proxy.pass_through()
         assert wait_until(lambda: zk.state is ClientState.CONNECTED, 5.0)
         assert zk.get(zk_path, timeout=5.0)[0] in (b"x", b"y")
+        # nor does the arming read's reply, arriving after the call gave up
+        time.sleep(0.2)
+        assert len(zk.async_client._subs.subscribers) == 0
     finally:
         t0 = time.monotonic()
         zk.close()
