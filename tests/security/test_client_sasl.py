@@ -22,7 +22,10 @@ PASSWORD = "pw-alice-0xSECRET"
 
 @pytest.fixture(scope="module")
 def sasl_server() -> Iterator[ZooKeeperServer]:
-    with ZooKeeperServer(sasl_users={"alice": PASSWORD, "bob": "pw-bob"}) as server:
+    # Sessions of up to 10 s (the harness's default is 2 s): the restart test's session must
+    # outlive a server restart, which takes longer than 2 s on a loaded machine.
+    with ZooKeeperServer(sasl_users={"alice": PASSWORD, "bob": "pw-bob"},
+                         max_session_timeout=10.0) as server:
         yield server
 
 
