@@ -4,7 +4,6 @@ the general path gives (or leaves the document to it), on valid and hostile vari
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import fields
 from typing import Any
 
@@ -12,6 +11,8 @@ import pytest
 
 from zkwarden.discovery import CuratorFormat, ServiceInstance
 from zkwarden.discovery.formats import curator
+
+from ._edited import edited_documents
 
 _BASE: dict[str, Any] = {
     "name": "svc", "id": "6e79e24d-cf5c-4c85-8672-23e87fab022a", "address": "10.0.0.1",
@@ -34,7 +35,6 @@ _VARIANTS: dict[str, list[Any]] = {
     "enabled": [True, False, None, "false", 1],
     "extra": ["x"],
 }
-_MISSING = object()
 
 
 def _general(fmt: CuratorFormat, doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -62,25 +62,7 @@ def test_a_well_formed_document_takes_the_fast_path() -> None:
 
 def test_fast_path_matches_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
     fmt = CuratorFormat()
-    rnd = random.Random(7)
-    docs = []
-    for key, values in _VARIANTS.items():
-        for value in [*values, _MISSING]:
-            doc = dict(_BASE)
-            if value is _MISSING:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
-            docs.append(doc)
-    for _ in range(400):
-        doc = dict(_BASE)
-        for key in rnd.sample(list(_VARIANTS), 3):
-            value = rnd.choice([*_VARIANTS[key], _MISSING])
-            if value is _MISSING:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
-        docs.append(doc)
+    docs = edited_documents(_BASE, _VARIANTS, 400, seed=7)
     hits = 0
     for doc in docs:
         data = json.dumps(doc).encode()

@@ -7,7 +7,6 @@ arbitrary edits of one. Also: the shortcuts it takes (no round of the registrati
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import fields
 from typing import Any
 
@@ -19,6 +18,7 @@ from zkwarden.discovery import CuratorFormat, ServiceInstance, ServiceType
 from zkwarden.discovery.formats import curator
 from zkwarden.discovery.instance import _prevalidated
 
+from ._edited import edited_documents
 from .strategies_hypothesis import instances
 
 _DECODER = json.JSONDecoder(parse_constant=curator._reject_constant)
@@ -177,32 +177,12 @@ _VARIANTS: dict[str, list[Any]] = {
     "uriSpec": [None, {"parts": [{"value": "http://", "variable": False}]}, "x"],
     "enabled": [True, False, None, "false", 1, 0],
 }
-_MISSING = object()
 _ORDER = ["name", "id", "address", "port", "sslPort", "payload", "registrationTimeUTC",
           "serviceType", "uriSpec", "enabled"]
 
 
 def _variant_texts() -> list[str]:
-    base: dict[str, Any] = json.loads(_BASE)
-    rnd = random.Random(17)
-    docs: list[dict[str, Any]] = []
-    for key, values in _VARIANTS.items():
-        for value in [*values, _MISSING]:
-            doc = dict(base)
-            if value is _MISSING:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
-            docs.append(doc)
-    for _ in range(1500):
-        doc = dict(base)
-        for key in rnd.sample(list(_VARIANTS), 3):
-            value = rnd.choice([*_VARIANTS[key], _MISSING])
-            if value is _MISSING:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
-        docs.append(doc)
+    docs = edited_documents(json.loads(_BASE), _VARIANTS, 1500, seed=17)
     texts = []
     for doc in docs:
         ordered = {k: doc[k] for k in _ORDER if k in doc}
