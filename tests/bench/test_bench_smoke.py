@@ -70,18 +70,20 @@ def test_bench_scale_quick_run(zk_hosts: str, tmp_path: Path) -> None:
                    "reconnect_ratio", "aclose_cpu", "close", "rss")}
     assert set(scale["curves"]) == expected
     for key, curve in scale["curves"].items():
-        # RSS grows in whole pages: 20 watches may fit in pages the child already has, so
-        # a memory figure may be 0 at these tiny sizes (and its growth then undefined).
-        pages = key.endswith("_rss")
+        # May be 0 at these tiny sizes (their growth then undefined): RSS grows in whole
+        # may_be_zero, and 20 watches may fit in pages the child already has; the rolling
+        # restart's delays count from a write's acknowledgement and are 0 when the cache
+        # had the change first.
+        may_be_zero = key.endswith("_rss") or key in ("roll_converge", "roll_propagate_p99")
         for n in sizes:
             value = curve["median"][str(n)]
             assert value is not None and math.isfinite(value), (key, n, value)
-            assert value >= 0 if pages else value > 0, (key, n, value)
+            assert value >= 0 if may_be_zero else value > 0, (key, n, value)
         growth = curve["growth_per_10x"]
         assert len(growth) == len(sizes) - 1, key
-        assert all((g is None and pages) or (g is not None and math.isfinite(g) and g > 0)
+        assert all((g is None and may_be_zero) or (g is not None and math.isfinite(g) and g > 0)
                    for g in growth), (key, growth)
-        verdicts = ("linear or better", "grows faster than linear") + (("?",) if pages else ())
+        verdicts = ("linear or better", "grows faster than linear") + (("?",) if may_be_zero else ())
         assert curve["verdict"] in verdicts, key
         row = f"| {curve['title']} | {curve['unit']} |"
         assert row in proc.stdout, row
