@@ -71,7 +71,7 @@ def test_bench_scale_quick_run(zk_hosts: str, tmp_path: Path) -> None:
     assert set(scale["curves"]) == expected
     for key, curve in scale["curves"].items():
         # May be 0 at these tiny sizes (their growth then undefined): RSS grows in whole
-        # may_be_zero, and 20 watches may fit in pages the child already has; the rolling
+        # pages, and 20 watches may fit in pages the child already has; the rolling
         # restart's delays count from a write's acknowledgement and are 0 when the cache
         # had the change first.
         may_be_zero = key.endswith("_rss") or key in ("roll_converge", "roll_propagate_p99")
