@@ -52,7 +52,10 @@ class Capture:
         assert TCPDUMP, "tcpdump is not installed (make test installs it)"
         expr = " or ".join(f"tcp port {p}" for p in self.ports) or "tcp"
         self._proc = subprocess.Popen(
-            [TCPDUMP, "-i", "lo", "-w", str(self.path), "-U", "--immediate-mode", expr],
+            # A 64 MiB kernel buffer: with the default 2 MiB, a loaded machine (three JVMs
+            # and the test workers) dropped packets, and the decoder rightly saw gaps.
+            [TCPDUMP, "-i", "lo", "-w", str(self.path), "-U", "--immediate-mode",
+             "-B", "65536", expr],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         # tcpdump says "listening on lo" once the capture is armed
