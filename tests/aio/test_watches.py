@@ -276,3 +276,42 @@ async def test_closing_one_of_two_streams_keeps_the_others_watch(
     changed = await asyncio.wait_for(anext(two), 5)
     assert changed.data == b"1"
     await two.aclose()
+
+
+async def test_closing_a_stream_with_two_watch_kinds_spares_a_stream_opened_meanwhile(
+    zk: Any, zk2: Any, zk_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A children stream whose node appeared between its getChildren (NoNode) and the
+    # exists that followed holds two watches: the exists (a data watch, the node being
+    # there) and, after its next read, a child watch. Closing it sent RemoveWatches for
+    # one kind, awaited the reply, then for the other: a data stream on the same path
+    # that started meanwhile had its fresh watch stripped by the second request and
+    # never heard of the node again (a TreeCache in one-shot mode lost a node so).
+    path = f"{zk_path}/both"
+    await zk.create(zk_path, makepath=True)
+    from zkwarden._aio.subscriptions import Subscriptions
+
+    original = Subscriptions.exists_watched
+    created = []
+
+    async def create_first(self: Subscriptions, p: str, sub: Any) -> Any:
+        if p == path and not created:
+            created.append(await zk2.create(path, b"0"))
+        return await original(self, p, sub)
+
+    monkeypatch.setattr(Subscriptions, "exists_watched", create_first)
+    children = zk.watch(path, "children")
+    first = await asyncio.wait_for(anext(children), 5)
+    assert created and first.exists and first.children == ()
+    monkeypatch.setattr(Subscriptions, "exists_watched", original)
+
+    data = zk.watch(path, "data")
+    closing = asyncio.create_task(children.aclose())
+    opened = asyncio.create_task(anext(data))  # registers and arms while the close runs
+    await asyncio.wait_for(closing, 5)
+    assert (await asyncio.wait_for(opened, 5)).data == b"0"
+    await zk.check_watches(path)  # the data stream's watch is still on the server
+    await zk2.set(path, b"1")
+    changed = await asyncio.wait_for(anext(data), 5)
+    assert changed.type is EventType.NODE_DATA_CHANGED and changed.data == b"1"
+    await data.aclose()

@@ -106,7 +106,14 @@ class RawZK:
         return int(struct.unpack(">i", frame[4:8])[0])
 
     def close_session(self) -> None:
+        """Close the session and wait for the server to close the connection.
+
+        The server drops the connection from ``cons`` before it closes the socket, so once
+        the stream ends neither ``cons`` nor ``dump`` lists the session.
+        """
         assert self.request(-11)[2] == 0
+        while self.sock.recv(4096):
+            pass
 
 
 @pytest.fixture

@@ -176,13 +176,16 @@ class Subscriptions:
         if not self.engine.machine.can_send:
             return
         types = {WatcherType.CHILDREN if k is WatchKind.CHILD else WatcherType.DATA for k in kinds}
-        for watcher_type in sorted(types):
-            try:
-                await self.engine.call(
-                    ops.RemoveWatches(self.server_path(path), int(watcher_type)), path
-                )
-            except ZooKeeperError as exc:  # NoWatcher: it fired meanwhile
-                log.debug("one-shot watch on %s not removed: %s", path, exc)
+        # One request, sent now: a second one sent after the first's reply would go out
+        # behind the read of a stream that started on this path meanwhile, and strip the
+        # watch that read armed.
+        watcher_type = types.pop() if len(types) == 1 else WatcherType.ANY
+        try:
+            await self.engine.call(
+                ops.RemoveWatches(self.server_path(path), int(watcher_type)), path
+            )
+        except ZooKeeperError as exc:  # NoWatcher: it fired meanwhile
+            log.debug("one-shot watch on %s not removed: %s", path, exc)
 
     def abandon(self, sub: Subscriber, persistent: WatchKind | None) -> None:
         """A stream was garbage-collected without being closed (``break`` out of ``async
