@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,18 @@ import pytest
 from zkwarden import AsyncClient
 from zkwarden.caches import NodeAdded, NodeCache, NodeRemoved, NodeUpdated, Resynced, TreeCache
 from zkwarden.errors import ClientClosedError, ConfigurationError
+from zkwarden.sync import Client
 from zkwarden.testing import FaultProxy
 from zkwarden.types import WatcherType
 
 from .conftest import data_of, replay, truth, until
 
 pytestmark = pytest.mark.asyncio
+
+
+def _key(view: Any) -> dict[str, tuple[bytes, int, int]]:
+    """What a view must agree on: data, and which incarnation and version of each node."""
+    return {p: (d, s.czxid, s.mzxid) for p, (d, s) in view.items()}
 
 
 async def next_change(stream: Any, timeout: float = 5.0) -> Any:
@@ -137,6 +144,48 @@ async def test_recreated_live_is_removed_then_added(mode: Any, make_client: Any,
     ]
     assert got[2].stat.czxid > got[1].stat.czxid
     assert tree.children(f"{root}/n") == [] and tree.get(f"{root}/n/child") is None
+    await tree.close()
+
+
+async def test_parent_recreated_and_changed_after_its_child_keeps_the_child_in_the_stream(
+    mode: Any, make_client: Any, zk_hosts: str, zk_path: str
+) -> None:
+    # One batch: child and parent deleted, parent and child created again, then the
+    # parent changed. The parent's re-creation removes the old child from the view and
+    # the child's own read adds the new one; the stream published the child's addition
+    # (its last event came first) before the parent's removal of the old child, so a
+    # subscriber's replay lost a node the view held.
+    writer, reader = await make_client(), await make_client()
+    root = f"{zk_path}/cfg"
+    await writer.create(f"{root}/n/child", b"c", makepath=True)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
+    seen: list[Any] = []
+
+    async def follow() -> None:
+        async for change in tree.changes():
+            seen.append(change)
+
+    follower = asyncio.create_task(follow())
+    await until(lambda: len(seen) == 1)
+    # Committed from another thread while this loop is held, so that the reader finds
+    # all five events waiting at once: one batch.
+    blocking = Client(zk_hosts)
+    await asyncio.to_thread(blocking.start, 5)
+    try:
+        with blocking.transaction() as t:
+            t.delete(f"{root}/n/child")
+            t.delete(f"{root}/n")
+            t.create(f"{root}/n", b"")
+            t.create(f"{root}/n/child", b"new")
+            t.set(f"{root}/n", b"changed")
+        time.sleep(0.2)  # noqa: ASYNC251 (held on purpose: the events queue up meanwhile)
+    finally:
+        await asyncio.to_thread(blocking.close)
+    expected = _key(await truth(writer, root))
+    assert len(expected) == 3
+    await until(lambda: _key(tree.nodes()) == expected)
+    await until(lambda: _key(replay(seen)) == expected)
+    follower.cancel()
     await tree.close()
 
 

@@ -75,6 +75,9 @@ __all__ = ("TreeCache", "DEFAULT_MAX_NODES", "WatchMode")
 
 log = logging.getLogger("zkwarden.caches")
 
+_NODE_EVENTS = frozenset((EventType.NODE_CREATED, EventType.NODE_DATA_CHANGED,
+                           EventType.NODE_DELETED))
+
 #: Default bound of the nodes a TreeCache holds.
 DEFAULT_MAX_NODES = 100_000
 
@@ -524,37 +527,28 @@ class TreeCache:
         self._resynced(truncated=truncated)
 
     async def _apply(self, events: list[WatchEvent]) -> None:
-        # Coalesce per node: what matters is its state now, read once. The changes are
-        # published in the order of each node's last event, as the server made them.
-        touched: dict[str, None] = {}
-        deleted: set[str] = set()
-        last: dict[str, int] = {}
-        for index, event in enumerate(events):
+        # Coalesce per node: what matters is its state now, read once, all in one
+        # pipelined round before the view changes (a read that fails changes nothing).
+        # The view then changes node by node in the order of each node's last event, as
+        # the server made them, and the changes are published in that same order: a
+        # subscriber's replay equals the view even where one node's change touches
+        # another's (a re-created parent drops the old incarnation of its children).
+        last: dict[str, bool] = {}  # path -> deleted; in the order of the last events
+        for event in events:
             path = event.path
-            if not self._wanted(path):
-                continue
-            if event.type is EventType.NODE_DELETED:
-                deleted.add(path)
-                touched.pop(path, None)
-                last[path] = index
-            elif event.type in (EventType.NODE_CREATED, EventType.NODE_DATA_CHANGED):
-                deleted.discard(path)
-                touched[path] = None
-                last[path] = index
-        by_path: dict[str, list[TreeChange]] = {}
-        for path in sorted(deleted, key=self._depth, reverse=True):
-            by_path[path] = self._drop(path)
-        if touched:
-            targets = list(touched)
-            results = await self._client.get_many(targets)
+            if event.type in _NODE_EVENTS and self._wanted(path):
+                last.pop(path, None)
+                last[path] = event.type is EventType.NODE_DELETED
+        targets = [path for path, deleted in last.items() if not deleted]
+        results: dict[str, tuple[bytes, Stat] | ZooKeeperError] = {}
+        if targets:
+            results = dict(zip(targets, await self._client.get_many(targets), strict=True))
             self.reads += len(targets)
-            for path, result in zip(targets, results, strict=True):
-                by_path[path] = self._merge(path, result)
+        changes: list[TreeChange] = []
+        for path, deleted in last.items():
+            changes.extend(self._drop(path) if deleted else self._merge(path, results[path]))
         if self._degraded is not None and len(self._nodes) < 0.9 * self._max_nodes:
             self._want_full = True  # room again: pick up what was left out
-        changes: list[TreeChange] = []
-        for path in sorted(by_path, key=last.__getitem__):
-            changes.extend(by_path[path])
         self._publish(changes)
 
     def _merge(self, path: str, result: tuple[bytes, Stat] | ZooKeeperError) -> list[TreeChange]:
