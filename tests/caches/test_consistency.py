@@ -44,6 +44,17 @@ def _key(view: dict[str, tuple[bytes, Stat]]) -> dict[str, tuple[bytes, int, int
     return {p: (d, s.czxid, s.mzxid) for p, (d, s) in view.items()}
 
 
+def _differences(got: dict[str, tuple[bytes, int, int]],
+                 expected: dict[str, tuple[bytes, int, int]]) -> str:
+    """What a failing round prints: paths missing, extra, and held in another version."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    other = sorted((p, got[p][1:], expected[p][1:]) for p in set(got) & set(expected)
+                   if got[p] != expected[p])
+    return (f"only in truth {missing[:5]}, only in cache {extra[:5]}, "
+            f"(czxid, mzxid) held vs true {other[:5]}")
+
+
 async def _writer(client: AsyncClient, root: str, rng: random.Random, stop: asyncio.Event,
                   counts: dict[str, int]) -> None:
     while not stop.is_set():
@@ -133,16 +144,18 @@ async def test_cache_equals_truth_after_random_operations_and_faults(
             while tree.stale or _key(tree.nodes()) != expected:
                 assert time.monotonic() < deadline, (
                     f"round {round_no} ({fault}), seed {seed}: cache differs from the truth"
-                    f" (stale={tree.stale}): only in cache "
-                    f"{sorted(set(tree.nodes()) - set(expected))[:5]}, only in truth "
-                    f"{sorted(set(expected) - set(tree.nodes()))[:5]}"
+                    f" (stale={tree.stale}, resyncs={tree.resyncs}): "
+                    f"{_differences(_key(tree.nodes()), expected)}"
                 )
                 await asyncio.sleep(0.02)
             # The follower takes what is published when the loop lets it: a bounded wait,
             # as for the view (a fixed 50 ms was not always enough under load).
             deadline = time.monotonic() + 5
             while _key(replay(seen)) != expected:
-                assert time.monotonic() < deadline, f"round {round_no}: stream replay differs"
+                assert time.monotonic() < deadline, (
+                    f"round {round_no} ({fault}), seed {seed}: stream replay differs: "
+                    f"{_differences(_key(replay(seen)), expected)}"
+                )
                 await asyncio.sleep(0.02)
             for path in expected:
                 kids = sorted(p.rsplit("/", 1)[1] for p in expected

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any, NamedTuple
 
 import pytest
 
 from zkwarden import AsyncClient, ClientState
+from zkwarden._aio import supervisor as supervisor_module
 from zkwarden._aio.retry import backoff_delay
 from zkwarden.hosts import HostPort
 from zkwarden.testing import FaultProxy
@@ -26,10 +28,34 @@ SEED = 20240611
 SLACK = 0.1
 
 
+class _Sleep(NamedTuple):
+    requested: float
+    called: float
+    woke: float
+
+
+class _TracedAsyncio:
+    """The supervisor's ``asyncio``, with every backoff sleep recorded: how long it asked
+    for and how late the loop woke it (on a loaded machine a timer can fire late)."""
+
+    def __init__(self, sleeps: list[_Sleep]) -> None:
+        self._sleeps = sleeps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float) -> None:
+        called = time.monotonic()
+        await asyncio.sleep(delay)
+        self._sleeps.append(_Sleep(delay, called, time.monotonic()))
+
+
 async def test_accept_then_close_backoff_schedule(
-    chaos_proxy: FaultProxy, zk_warnings: WarningLog
+    chaos_proxy: FaultProxy, zk_warnings: WarningLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loop_errors = LoopErrors().install()
+    sleeps: list[_Sleep] = []
+    monkeypatch.setattr(supervisor_module, "asyncio", _TracedAsyncio(sleeps))
     session_timeout = 2.0
     client = AsyncClient(chaos_proxy.connect_string, session_timeout=session_timeout)
     client._supervisor.rng = random.Random(SEED)
@@ -106,10 +132,20 @@ async def test_accept_then_close_backoff_schedule(
                 expected[min(cap, initial * 2 ** (n - 1))] = backoff_delay(n, initial, cap, rng)
             start = failed[n][0] if n < len(failed) else after[0]
             gap = start - end_prev
-            assert any(abs(gap - d) <= SLACK for d in expected.values()), (
-                f"backoff step {n}: waited {gap:.3f}s, the replay says {expected}"
+            between = [s for s in sleeps if end_prev <= s.called <= start]
+            assert len(between) == 1, f"backoff step {n}: sleeps {between}"
+            sleep = between[0]
+            # The delay asked for is the replayed draw, exactly; the time waited is that
+            # delay, give or take the loop's jitter plus however late the timer fired.
+            assert any(sleep.requested == d for d in expected.values()), (
+                f"backoff step {n}: slept {sleep.requested!r}s, the replay says {expected}"
             )
-            assert all(gap <= ceiling + SLACK for ceiling in expected), (n, gap, expected)
+            late = max(0.0, sleep.woke - sleep.called - sleep.requested)
+            assert any(abs(gap - d) <= SLACK + late for d in expected.values()), (
+                f"backoff step {n}: waited {gap:.3f}s (timer {late:.3f}s late), "
+                f"the replay says {expected}"
+            )
+            assert all(gap <= ceiling + SLACK + late for ceiling in expected), (n, gap, expected)
             steps.append({"gap": round(gap, 3), "ceiling": round(max(expected), 3)})
 
         # Before LOST the cap is a third of the session timeout, after it the full maximum.
