@@ -189,6 +189,40 @@ async def test_parent_recreated_and_changed_after_its_child_keeps_the_child_in_t
     await tree.close()
 
 
+async def test_parent_recreated_after_a_new_grandchild_was_read_keeps_the_grandchild(
+    mode: Any, make_client: Any, zk_hosts: str, zk_path: str
+) -> None:
+    # One batch: a subtree deleted and created again, the parent and then the child changed
+    # last. The grandchild's read comes first (its last event is earliest), then the
+    # parent's re-creation drops the old incarnation below it: the old child, but not the
+    # new grandchild it already holds in the view (dropping "everything below an old
+    # child" lost it for good: no event would bring it back).
+    writer, reader = await make_client(), await make_client()
+    root = f"{zk_path}/cfg"
+    await writer.create(f"{root}/a/c/x", b"old", makepath=True)
+    tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
+    blocking = Client(zk_hosts)
+    await asyncio.to_thread(blocking.start, 5)
+    try:
+        with blocking.transaction() as t:
+            t.delete(f"{root}/a/c/x")
+            t.delete(f"{root}/a/c")
+            t.delete(f"{root}/a")
+            t.create(f"{root}/a", b"")
+            t.create(f"{root}/a/c", b"")
+            t.create(f"{root}/a/c/x", b"new")
+            t.set(f"{root}/a", b"1")
+            t.set(f"{root}/a/c", b"1")
+        time.sleep(0.2)  # noqa: ASYNC251 (held on purpose: the events queue up meanwhile)
+    finally:
+        await asyncio.to_thread(blocking.close)
+    expected = _key(await truth(writer, root))
+    assert len(expected) == 4
+    await until(lambda: _key(tree.nodes()) == expected)
+    assert tree.children(f"{root}/a/c") == ["x"]
+    await tree.close()
+
+
 async def test_changes_of_one_batch_come_in_the_servers_order(
     mode: Any, make_client: Any, zk_path: str
 ) -> None:

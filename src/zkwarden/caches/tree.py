@@ -358,13 +358,15 @@ class TreeCache:
 
     def _drop(self, path: str, *, below_czxid: int | None = None) -> list[TreeChange]:
         """Remove ``path`` and what the view holds below it (deepest first). With
-        ``below_czxid``, only descendants created before it (an old incarnation's)."""
+        ``below_czxid``, only descendants created before it (an old incarnation's), at
+        every depth: an old child may hold a new grandchild, read before the child's own
+        re-creation was."""
         out: list[TreeChange] = []
         for name in list(self._kids.get(path, ())):
             child = _paths.join(path, name)
             node = self._nodes.get(child)
             if node is not None and (below_czxid is None or node[1].czxid < below_czxid):
-                out.extend(self._drop(child))
+                out.extend(self._drop(child, below_czxid=below_czxid))
         node = self._nodes.pop(path, None)
         if node is not None:
             if path != self._path:
