@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,19 @@ pytestmark = pytest.mark.asyncio
 def _key(view: Any) -> dict[str, tuple[bytes, int, int]]:
     """What a view must agree on: data, and which incarnation and version of each node."""
     return {p: (d, s.czxid, s.mzxid) for p, (d, s) in view.items()}
+
+
+async def _commit_as_one_batch(hosts: str, build: Callable[[Any], object]) -> None:
+    """Commit one transaction from another thread while this loop is held, so that a
+    cache's client finds all its events waiting at once: one batch."""
+    blocking = Client(hosts)
+    await asyncio.to_thread(blocking.start, 5)
+    try:
+        with blocking.transaction() as t:
+            build(t)
+        time.sleep(0.2)  # noqa: ASYNC251 (held on purpose: the events queue up meanwhile)
+    finally:
+        await asyncio.to_thread(blocking.close)
 
 
 async def next_change(stream: Any, timeout: float = 5.0) -> Any:
@@ -167,20 +181,10 @@ async def test_parent_recreated_and_changed_after_its_child_keeps_the_child_in_t
 
     follower = asyncio.create_task(follow())
     await until(lambda: len(seen) == 1)
-    # Committed from another thread while this loop is held, so that the reader finds
-    # all five events waiting at once: one batch.
-    blocking = Client(zk_hosts)
-    await asyncio.to_thread(blocking.start, 5)
-    try:
-        with blocking.transaction() as t:
-            t.delete(f"{root}/n/child")
-            t.delete(f"{root}/n")
-            t.create(f"{root}/n", b"")
-            t.create(f"{root}/n/child", b"new")
-            t.set(f"{root}/n", b"changed")
-        time.sleep(0.2)  # noqa: ASYNC251 (held on purpose: the events queue up meanwhile)
-    finally:
-        await asyncio.to_thread(blocking.close)
+    await _commit_as_one_batch(zk_hosts, lambda t: (
+        t.delete(f"{root}/n/child"), t.delete(f"{root}/n"), t.create(f"{root}/n", b""),
+        t.create(f"{root}/n/child", b"new"), t.set(f"{root}/n", b"changed"),
+    ))
     expected = _key(await truth(writer, root))
     assert len(expected) == 3
     await until(lambda: _key(tree.nodes()) == expected)
@@ -201,21 +205,11 @@ async def test_parent_recreated_after_a_new_grandchild_was_read_keeps_the_grandc
     root = f"{zk_path}/cfg"
     await writer.create(f"{root}/a/c/x", b"old", makepath=True)
     tree = await TreeCache(reader, root, watch_mode=mode).start(timeout=5)
-    blocking = Client(zk_hosts)
-    await asyncio.to_thread(blocking.start, 5)
-    try:
-        with blocking.transaction() as t:
-            t.delete(f"{root}/a/c/x")
-            t.delete(f"{root}/a/c")
-            t.delete(f"{root}/a")
-            t.create(f"{root}/a", b"")
-            t.create(f"{root}/a/c", b"")
-            t.create(f"{root}/a/c/x", b"new")
-            t.set(f"{root}/a", b"1")
-            t.set(f"{root}/a/c", b"1")
-        time.sleep(0.2)  # noqa: ASYNC251 (held on purpose: the events queue up meanwhile)
-    finally:
-        await asyncio.to_thread(blocking.close)
+    await _commit_as_one_batch(zk_hosts, lambda t: (
+        t.delete(f"{root}/a/c/x"), t.delete(f"{root}/a/c"), t.delete(f"{root}/a"),
+        t.create(f"{root}/a", b""), t.create(f"{root}/a/c", b""),
+        t.create(f"{root}/a/c/x", b"new"), t.set(f"{root}/a", b"1"), t.set(f"{root}/a/c", b"1"),
+    ))
     expected = _key(await truth(writer, root))
     assert len(expected) == 4
     await until(lambda: _key(tree.nodes()) == expected)
