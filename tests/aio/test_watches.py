@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from zkwarden import EventType, errors
+from zkwarden._aio.subscriptions import Subscriptions
 
 pytestmark = pytest.mark.asyncio
 
@@ -289,8 +290,6 @@ async def test_closing_a_stream_with_two_watch_kinds_spares_a_stream_opened_mean
     # never heard of the node again (a TreeCache in one-shot mode lost a node so).
     path = f"{zk_path}/both"
     await zk.create(zk_path, makepath=True)
-    from zkwarden._aio.subscriptions import Subscriptions
-
     original = Subscriptions.exists_watched
     created = []
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 from typing import Any
+
+from zkwarden.discovery import ServiceInstance
 
 #: a variant value that means "the field is absent"
 MISSING = object()
@@ -33,3 +36,15 @@ def edited_documents(base: dict[str, Any], variants: dict[str, list[Any]], count
             edit(doc, key, rnd.choice([*variants[key], MISSING]))
         docs.append(doc)
     return docs
+
+
+def same_instance(a: ServiceInstance | None, b: ServiceInstance | None) -> bool:
+    """Both None, or equal field by field with the same types (a fast path must build
+    exactly what the general one does, not merely equal values)."""
+    if a is None or b is None:
+        return a is b
+    return all(
+        getattr(a, f.name) == getattr(b, f.name)
+        and type(getattr(a, f.name)) is type(getattr(b, f.name))
+        for f in fields(ServiceInstance)
+    )

@@ -4,15 +4,15 @@ the general path gives (or leaves the document to it), on valid and hostile vari
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any
 
 import pytest
 
-from zkwarden.discovery import CuratorFormat, ServiceInstance
+from zkwarden.discovery import CuratorFormat
 from zkwarden.discovery.formats import curator
 
 from ._edited import edited_documents
+from ._edited import same_instance as _same
 
 _BASE: dict[str, Any] = {
     "name": "svc", "id": "6e79e24d-cf5c-4c85-8672-23e87fab022a", "address": "10.0.0.1",
@@ -41,16 +41,6 @@ def _general(fmt: CuratorFormat, doc: dict[str, Any], monkeypatch: pytest.Monkey
     with monkeypatch.context() as m:
         m.setattr(curator, "_well_formed", lambda obj: None)
         return fmt.decode("svc", "node-id", json.dumps(doc).encode())
-
-
-def _same(a: ServiceInstance | None, b: ServiceInstance | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return all(
-        getattr(a, f.name) == getattr(b, f.name)
-        and type(getattr(a, f.name)) is type(getattr(b, f.name))
-        for f in fields(ServiceInstance)
-    )
 
 
 def test_a_well_formed_document_takes_the_fast_path() -> None:

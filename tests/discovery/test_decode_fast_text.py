@@ -7,7 +7,6 @@ arbitrary edits of one. Also: the shortcuts it takes (no round of the registrati
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -19,20 +18,11 @@ from zkwarden.discovery.formats import curator
 from zkwarden.discovery.instance import _prevalidated
 
 from ._edited import edited_documents
+from ._edited import same_instance as _same
 from .strategies_hypothesis import instances
 
 _DECODER = json.JSONDecoder(parse_constant=curator._reject_constant)
 _COMPACT = (",", ":")
-
-
-def _same(a: ServiceInstance | None, b: ServiceInstance | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return all(
-        getattr(a, f.name) == getattr(b, f.name)
-        and type(getattr(a, f.name)) is type(getattr(b, f.name))
-        for f in fields(ServiceInstance)
-    )
 
 
 def _slow(text: str) -> ServiceInstance | None:
