@@ -42,8 +42,12 @@ def test_blocking_tree_cache_view_and_callbacks(zk_hosts: str, zk_path: str) -> 
             seen.append(change)
 
         handle = tree.subscribe(on_change, on_error=errors.append)
+        # One change at a time: changes that reach the cache in one batch are coalesced
+        # (b created and deleted in one batch would publish nothing for b).
         writer.create(f"{root}/b", b"2")
+        wait_for(lambda: len(seen) >= 2, what="2 callbacks")
         writer.set(f"{root}/a", b"3")
+        wait_for(lambda: len(seen) >= 3, what="3 callbacks")
         writer.delete(f"{root}/b")
         wait_for(lambda: len(seen) >= 4, what="4 callbacks")
         assert isinstance(seen[0], Resynced) and sorted(seen[0].nodes) == [root, f"{root}/a"]
