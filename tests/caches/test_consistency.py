@@ -3,15 +3,16 @@
 Modelled on Curator's TestCuratorCacheConsistency: several clients create, set and
 delete nodes at random in a small tree (few names, so nodes are deleted and re-created
 often) while the cache's own connection is reset, blackholed shorter and longer than its
-session timeout, its session expired on the server, and its watch stream overflowed (a
-tiny ``max_queued_events``). At each quiet point (writers paused, faults healed) the
+session timeout, its session expired on the server, and (in one case) its watch stream
+overflowed. At each quiet point (writers paused, faults healed) the
 cache, and the view a subscriber rebuilt from the change stream since the start, must
 both equal a fresh full read: same paths, same data, same czxid and mzxid.
 
-Run in both watch modes (``mode`` fixture), the same rounds each (about 20 s a mode on
-the 2-core CI box): in one-shot mode the tiny event queue has no effect (one-shot streams
-coalesce instead of queueing), the other faults apply alike, and every round whose fault
-cut the connection must end in a full re-read.
+Run three ways, the same rounds each (about 20 s a run on the 2-core CI box): persistent
+mode with a stream bound small enough to overflow in bursts, persistent mode with the
+cache's default bound (every batch applied incrementally: where two defects of the
+incremental path were found), and one-shot mode (its streams coalesce instead of
+queueing). Every round whose fault cut the connection must end in a full re-read.
 """
 
 from __future__ import annotations
@@ -90,15 +91,23 @@ async def _fault(kind: str, proxy: FaultProxy, cache_client: AsyncClient) -> Non
         await expire_session_async(cache_client)
 
 
+@pytest.mark.parametrize(("mode", "max_nodes"), [
+    # The cache's stream holds 2 x max_nodes events: 80 here (the tree has at most 40
+    # nodes), so bursts overflow it now and then (NONE event, full re-read).
+    pytest.param("persistent", 1 + 3 + 9 + 27, id="persistent-overflowing"),
+    # The default bound: no overflow, every batch is applied incrementally.
+    pytest.param("persistent", None, id="persistent"),
+    pytest.param("one-shot", None, id="one-shot"),
+])
 async def test_cache_equals_truth_after_random_operations_and_faults(
-    mode: str, zk_hosts: str, zk_path: str, fault_proxy: FaultProxy
+    mode: str, max_nodes: int | None, zk_hosts: str, zk_path: str, fault_proxy: FaultProxy
 ) -> None:
     seed = int(os.environ.get("ZKW_CACHE_SEED", str(time.time_ns() % 2**32)))
     rng = random.Random(seed)
     print(f"seed={seed} (ZKW_CACHE_SEED={seed} repeats this run)")
     root = f"{zk_path}/tree"
     writers = [AsyncClient(zk_hosts, session_timeout=2.0) for _ in range(WRITERS)]
-    # A tiny event queue: bursts overflow the watch stream (NONE event, full re-read).
+    # A tiny client bound (a cache raises it for its own stream: see the parameters).
     cache_client = AsyncClient(fault_proxy.connect_string, session_timeout=2.0,
                                max_queued_events=64)
     counts = {"ops": 0, "noop": 0, "faults": 0, "quiet_points": 0}
@@ -108,7 +117,9 @@ async def test_cache_equals_truth_after_random_operations_and_faults(
             await w.start()
         await cache_client.start()
         await writers[0].create(root, b"root", makepath=True)
-        tree = await TreeCache(cache_client, root, watch_mode=mode).start(timeout=10)  # type: ignore[arg-type]
+        limits = {} if max_nodes is None else {"max_nodes": max_nodes}
+        tree = await TreeCache(cache_client, root, watch_mode=mode,  # type: ignore[arg-type]
+                               **limits).start(timeout=10)
         assert tree.watch_mode_in_use == mode
 
         async def follow() -> None:

@@ -360,11 +360,16 @@ async def test_watch_stream_overflow_triggers_full_reread(
     reader = await make_client(max_queued_events=3)
     root = f"{zk_path}/cfg"
     await writer.create(root, b"", makepath=True)
-    tree = await TreeCache(reader, root).start(timeout=5)
+    for i in range(10):
+        await writer.create(f"{root}/n{i}", b"x")
+    # A cache's stream holds up to two events per node its view may hold (here 40).
+    tree = await TreeCache(reader, root, max_nodes=20).start(timeout=5)
     resyncs = tree.resyncs
-    async with writer.transaction() as t:  # 30 events at once: past the stream's bound
-        for i in range(30):
-            t.create(f"{root}/n{i}", b"x")
+    # 300 events at once: past the stream's bound even if they arrive in a few reads
+    async with writer.transaction() as t:
+        for round_ in range(30):
+            for i in range(10):
+                t.set(f"{root}/n{i}", f"{round_}".encode())
     expected = await truth(writer, root)
     await until(lambda: data_of(tree.nodes()) == data_of(expected), 5)
     assert tree.resyncs > resyncs

@@ -67,6 +67,11 @@ class PersistentDriver:
                 stream = client.add_watch(
                     cache.path, recursive=cache._max_depth is None or cache._max_depth > 0
                 )
+                # A burst of changes (a rolling restart of every node) may outrun the
+                # reads; falling behind costs a full re-read of the tree, so the queue may
+                # hold two events per node the view may hold (each far smaller than it).
+                if isinstance(stream, PersistentWatchStream):  # not a test's stand-in
+                    stream.queue_limit = max(stream.queue_limit, 2 * cache._max_nodes)
                 self._stream = stream
                 await stream.arm()  # queues a NONE event: the first full read
                 await self._follow(stream)

@@ -21,8 +21,8 @@ discovery ServiceCache is built on this one):
   when ZooKeeper cannot be reached;
 * memory is bounded: each subscriber's queue holds at most ``max_queued_changes``
   (beyond, it gets one ``Resynced`` instead), and the view at most ``max_nodes`` nodes;
-  the cache's own persistent watch queues up to the client's ``max_queued_events`` events
-  before a burst costs a full re-read.
+  the cache's own persistent watch queues up to ``2 * max_nodes`` events (at least the
+  client's ``max_queued_events``) before a burst costs a full re-read.
 
 When the subtree holds more than ``max_nodes`` nodes (in scope of ``max_depth`` and
 ``accept``), the view stops growing: new nodes are not added (changes and removals of
