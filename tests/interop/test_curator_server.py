@@ -16,6 +16,7 @@ from zkwarden.discovery import (
     ServiceRegistry,
     ServiceType,
 )
+from zkwarden.errors import ZooKeeperError
 from zkwarden.testing import ZooKeeperServer
 
 from .curator import CuratorTool
@@ -155,8 +156,18 @@ async def test_zkwarden_reads_curator_registrations(
             {"region": "eu"},
             uri_spec="{scheme}://{address}:{port}/orders",
             registration_time_utc=1700000000555,
-        ):
-            [found] = await discovery.instances("orders")
+        ) as registration:
+            listed = await discovery.instances("orders")
+            if len(listed) != 1:  # seen once in CI (empty): say what each side sees now
+                try:
+                    children: object = await client.get_children(f"{base}/orders")
+                except ZooKeeperError as exc:
+                    children = exc
+                raise AssertionError(
+                    f"zkwarden listed {listed}; now zkwarden lists {children!r} and Curator "
+                    f"reads {registration.data()!r} for {registration.path}"
+                )
+            [found] = listed
             assert found == ServiceInstance(
                 "orders",
                 id="java-1",
