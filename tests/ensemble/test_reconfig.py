@@ -134,7 +134,7 @@ async def test_a_connect_string_through_a_proxy_keeps_working_and_says_tracking_
             await wait_for(lambda: bool(said()), 10, "the tracking-off notice")
             assert len(said()) == 1 and "tracking is off" in said()[0]
             # A membership change later does not replace the proxy with the members.
-            async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+            async with AsyncClient(ens.connect_string, auth=SUPER_AUTH, track_ensemble=False) as admin:
                 await admin.reconfig(joining=[ens.server_line(3)])
             await asyncio.sleep(0.5)
             assert zk.hosts == [HostPort(proxy.host, proxy.port)]
@@ -148,7 +148,7 @@ async def test_a_chrooted_client_follows_the_membership_and_keeps_its_chroot(
     """/zookeeper/config is outside the chroot: the tracker of a chrooted client WATCHES it
     (no polling), so it follows a change within 3 s of the reconfig (measured: tens of ms; polling took up to 5 s), both ways."""
     ens = ensemble_3_1
-    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH, track_ensemble=False) as admin:
         await admin.ensure_path("/tenant")
         async with AsyncClient(ens.connect_string + "/tenant") as zk:
             assert len(zk.hosts) == 4
@@ -180,7 +180,7 @@ async def test_a_chrooted_watch_on_the_config_sees_the_real_node(
     """watch("/zookeeper/config") on a chrooted client arms the watch on the real node (not
     on <chroot>/zookeeper/config) and its events match it, with the path unchanged."""
     ens = ensemble_3_1
-    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin:
+    async with AsyncClient(ens.connect_string, auth=SUPER_AUTH, track_ensemble=False) as admin:
         async with AsyncClient(ens.connect_string + "/tenant2", track_ensemble=False) as zk:
             stream = zk.watch(CONFIG_PATH)
             try:
@@ -231,7 +231,7 @@ async def test_get_config_with_watch_follows_later_configs(
     sync_zk = Client(ens.connect_string + "/tenant3", track_ensemble=False)
     await asyncio.to_thread(sync_zk.start, 10)
     try:
-        async with (AsyncClient(ens.connect_string, auth=SUPER_AUTH) as admin,
+        async with (AsyncClient(ens.connect_string, auth=SUPER_AUTH, track_ensemble=False) as admin,
                     AsyncClient(ens.connect_string + "/tenant3", track_ensemble=False) as zk):
             now = await zk.get_config(watch=seen.append)
             await zk.get_config(watch=stop_after_one)
